@@ -1,0 +1,134 @@
+"""Self-describing model artifacts: a ZIP appended to the TFLite flatbuffer.
+
+This is the convention of the TFLite metadata tooling (the standard SSD models carry their
+``labelmap.txt`` this way): the interpreter ignores bytes after the flatbuffer, and ``zipfile``
+finds a ZIP's central directory at the end of any file. edgekit adds ``edgekit_spec.json``
+(a :class:`~edgekit.core.types.ModelSpec`) next to ``labelmap.txt`` (one label per line).
+
+Pure Python; used by export (write) and runtime (read).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.core.types import ModelSpec
+
+SPEC_NAME = "edgekit_spec.json"
+LABELS_NAME = "labelmap.txt"
+
+
+@dataclass(frozen=True)
+class EmbeddedFiles:
+    """What was found appended to a model: its spec (if edgekit wrote it) and labels."""
+
+    spec: ModelSpec | None
+    labels: tuple[str, ...]
+    names: tuple[str, ...]
+
+
+def parse_labels(text: str) -> tuple[str, ...]:
+    """Parse a label file: one label per line, or ``id name`` pairs (ids may have gaps).
+
+    With ``id name`` lines the result is indexed by id, gaps filled with ``""``. Blank
+    trailing lines are dropped; ``???`` placeholders (TF1 label maps) are kept as given.
+    """
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    pairs = []
+    for line in lines:
+        head, _, rest = line.strip().partition(" ")
+        if not head.isdigit() or not rest.strip():
+            pairs = None
+            break
+        pairs.append((int(head), rest.strip()))
+    if pairs:
+        out = [""] * (max(i for i, _ in pairs) + 1)
+        for i, name in pairs:
+            out[i] = name
+        return tuple(out)
+    return tuple(line.strip() for line in lines)
+
+
+def flatbuffer_end(data: bytes) -> int:
+    """Offset where appended data (a ZIP) starts, or ``len(data)`` when nothing is appended."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except zipfile.BadZipFile:
+        return len(data)
+    if not infos:
+        return len(data)
+    # zipfile shifts header offsets by the bytes before the ZIP, so this is absolute.
+    return min(i.header_offset for i in infos)
+
+
+def read_embedded(data: bytes) -> EmbeddedFiles:
+    """Read edgekit's spec and/or ``labelmap.txt`` from a model's bytes. Never raises on
+    models without appended files; raises ``ValueError`` for a present but malformed spec."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        return EmbeddedFiles(None, (), ())
+    with zf:
+        names = tuple(zf.namelist())
+        spec = None
+        labels: tuple[str, ...] = ()
+        if SPEC_NAME in names:
+            spec = ModelSpec.from_json(zf.read(SPEC_NAME).decode("utf-8"))
+        if LABELS_NAME in names:
+            labels = parse_labels(zf.read(LABELS_NAME).decode("utf-8", errors="replace"))
+    if spec is not None and not spec.labels and labels:
+        spec = _with_labels(spec, labels)
+    return EmbeddedFiles(spec, spec.labels if spec and spec.labels else labels, names)
+
+
+def _with_labels(spec: ModelSpec, labels: tuple[str, ...]) -> ModelSpec:
+    from dataclasses import replace
+
+    return replace(spec, labels=labels)
+
+
+def embed(flatbuffer: bytes, spec: ModelSpec | None, labels: tuple[str, ...] | None = None) -> bytes:
+    """Return ``flatbuffer`` with a ZIP of ``edgekit_spec.json`` and ``labelmap.txt`` appended.
+
+    Any ZIP already appended is replaced, so embedding twice is idempotent.
+    """
+    body = flatbuffer[: flatbuffer_end(flatbuffer)]
+    labels = tuple(labels if labels is not None else (spec.labels if spec else ()))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        if spec is not None:
+            zf.writestr(SPEC_NAME, spec.to_json())
+        if labels:
+            zf.writestr(LABELS_NAME, "\n".join(labels) + "\n")
+    return body + buf.getvalue()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename.
+
+    A process killed mid-write leaves either the old file or none, never a partial one.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target

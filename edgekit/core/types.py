@@ -1,0 +1,180 @@
+"""Small immutable result types and the model spec. numpy only.
+
+Coordinates inside edgekit are normalized ``xyxy`` in ``[0, 1]`` of the *original frame*;
+conversion to pixels happens only at the edges (JSONL, overlay) via ``to_pixels``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+COCO_KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+
+TASKS = ("detect", "pose", "classify")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One RGB uint8 image (H, W, 3) and where/when it came from."""
+
+    image: np.ndarray
+    index: int
+    timestamp_ns: int
+    source: str
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A box (normalized xyxy of the original frame), its class and score."""
+
+    box: Box
+    class_id: int
+    score: float
+    label: str = ""
+    track_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Keypoint:
+    """A keypoint in normalized (x, y) of the original frame and its confidence."""
+
+    x: float
+    y: float
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pose:
+    """A person's keypoints (COCO order unless the spec says otherwise), score and optional box."""
+
+    keypoints: tuple[Keypoint, ...]
+    score: float
+    box: Box | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    class_id: int
+    score: float
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """Everything one frame produced, with per-stage timings in milliseconds."""
+
+    frame: Frame
+    detections: tuple[Detection, ...] = ()
+    poses: tuple[Pose, ...] = ()
+    classes: tuple[Classification, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def to_pixels(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
+    """Normalized xyxy -> pixel xyxy of a ``width`` x ``height`` frame."""
+    x0, y0, x1, y1 = box
+    return (x0 * width, y0 * height, x1 * width, y1 * height)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is and how to feed and decode it. Embedded in edgekit exports (JSON).
+
+    - ``task``: "detect" | "pose" | "classify".
+    - ``decoder``: which runtime decoder reads the outputs: "ssd_postprocess" (TFLite_Detection_PostProcess
+      outputs), "ssd_raw" (box encodings + class logits + anchors in ``decoder_params``),
+      "yolo" (``[1, 4+C, N]``), "yolo_nms" (builtin NMS inside the model), "movenet" (``[1,1,17,3]``),
+      "posenet" (heatmaps + short/mid offsets), "classify" (``[1, N]``).
+    - ``input_size``: (height, width) of the model input.
+    - ``input_dtype``: "uint8" | "int8" | "float32".
+    - ``normalization``: (mean, std) per channel applied to 0..255 RGB before quantization,
+      i.e. ``x = (pixel - mean) / std``. (127.5, 127.5) maps to [-1, 1]; (0, 1) keeps 0..255.
+    - ``resize_mode``: "resize" (stretch) or "letterbox" (keep aspect, pad).
+    - ``labels``: class names, index = class id the model outputs.
+    - ``decoder_params``: decoder-specific values (anchors, scales, strides, thresholds...).
+    """
+
+    task: str
+    decoder: str
+    input_size: tuple[int, int]
+    input_dtype: str = "uint8"
+    normalization: tuple[float, float] = (0.0, 1.0)
+    resize_mode: str = "resize"
+    labels: tuple[str, ...] = ()
+    decoder_params: dict[str, Any] = field(default_factory=dict)
+    keypoint_names: tuple[str, ...] = ()
+    name: str = ""
+    version: str = ""
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """Build from a parsed JSON dict; unknown keys are ignored, wrong types raise ValueError."""
+        if not isinstance(data, dict):
+            raise ValueError("model spec must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for required in ("task", "decoder", "input_size"):
+            if required not in kwargs:
+                raise ValueError(f"model spec lacks {required!r}")
+        if kwargs["task"] not in TASKS:
+            raise ValueError(f"model spec task {kwargs['task']!r} is not one of {TASKS}")
+        size = kwargs["input_size"]
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise ValueError(f"model spec input_size {size!r} must be [height, width] of positive ints")
+        kwargs["input_size"] = (int(size[0]), int(size[1]))
+        norm = kwargs.get("normalization", (0.0, 1.0))
+        if not (isinstance(norm, (list, tuple)) and len(norm) == 2 and all(isinstance(v, (int, float)) for v in norm)) or norm[1] == 0:
+            raise ValueError(f"model spec normalization {norm!r} must be [mean, std] with std != 0")
+        kwargs["normalization"] = (float(norm[0]), float(norm[1]))
+        for key in ("labels", "keypoint_names"):
+            if key in kwargs:
+                seq = kwargs[key]
+                if not isinstance(seq, (list, tuple)) or not all(isinstance(s, str) for s in seq):
+                    raise ValueError(f"model spec {key} must be a list of strings")
+                kwargs[key] = tuple(seq)
+        if not isinstance(kwargs.get("decoder_params", {}), dict):
+            raise ValueError("model spec decoder_params must be an object")
+        if kwargs.get("resize_mode", "resize") not in ("resize", "letterbox"):
+            raise ValueError(f"model spec resize_mode {kwargs['resize_mode']!r} must be resize or letterbox")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        return cls.from_dict(json.loads(text))
