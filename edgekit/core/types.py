@@ -40,12 +40,23 @@ TASKS = ("detect", "pose", "classify")
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One RGB uint8 image (H, W, 3) and where/when it came from."""
+    """One RGB uint8 image (H, W, 3) and where/when it came from.
+
+    ``lores`` is an optional smaller RGB copy of the same view (picamera2's low-resolution
+    stream) for a model to run on instead of ``image``; results stay normalized, so they map
+    onto ``image`` unchanged. ``inference_image`` picks it when present.
+    """
 
     image: np.ndarray
     index: int
     timestamp_ns: int
     source: str
+    lores: np.ndarray | None = None
+
+    @property
+    def inference_image(self) -> np.ndarray:
+        """The image a model should run on: ``lores`` when the source provides one."""
+        return self.image if self.lores is None else self.lores
 
     @property
     def height(self) -> int:

@@ -1,0 +1,212 @@
+"""The camera app behind ``edgekit detect | pose | classify``: model + source + sinks + loop.
+
+:func:`run_app` builds everything a :class:`RunConfig` names and hands it to
+:func:`edgekit.loop.run`; it knows nothing of threads or queues, and the loop knows nothing of
+models or cameras. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.core.types import TASKS
+from edgekit.errors import SinkError, UsageError
+
+__all__ = ["ASSETS", "RunConfig", "default_model", "run_app"]
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+# What a task's default model is called inside edgekit/assets (shipped by a later release).
+DEFAULT_MODEL_NAMES: dict[str, tuple[str, ...]] = {
+    task: (f"{task}_default.tflite", f"{task}_default_int8.tflite") for task in TASKS
+}
+
+# A hint per task on how to get a model while none is packaged.
+_EXPORT_HINT = {
+    "detect": "edgekit export ssdlite_mobilenet_v2 --format int8",
+    "pose": "edgekit export movenet --format int8",
+    "classify": "edgekit export mobilenet_v2 --format int8",
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``edgekit detect|pose|classify`` run needs.
+
+    ``source``: a file, folder, glob, URL or device index (``None`` = the built-in ``sample``
+    photos); ``camera``: a camera index (picamera2 on a Pi, OpenCV elsewhere) instead of
+    ``source``. ``model=None`` uses the packaged default model of ``task``. ``score`` is the
+    score threshold (``None`` = the model's default). ``max_frames``/``duration`` stop the run.
+    """
+
+    task: str
+    model: Path | None = None
+    source: str | None = None
+    camera: int | None = None
+    jsonl: Path | None = None
+    save: Path | None = None
+    display: bool = True
+    score: float | None = None
+    threads: int | None = None
+    backend: str | None = None
+    labels: Path | None = None
+    max_frames: int | None = None
+    duration: float | None = None
+    console: bool = True
+    extra_thresholds: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise UsageError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.source is not None and self.camera is not None:
+            raise UsageError("give either --source or --camera, not both")
+        if self.score is not None and not 0.0 <= self.score <= 1.0:
+            raise UsageError(f"--score must be between 0 and 1, got {self.score}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {self.threads}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise UsageError(f"--max-frames must be >= 1, got {self.max_frames}")
+        if self.duration is not None and self.duration <= 0:
+            raise UsageError(f"--duration must be > 0 seconds, got {self.duration}")
+        if self.camera is not None and self.camera < 0:
+            raise UsageError(f"--camera index must be >= 0, got {self.camera}")
+
+
+def default_model(task: str, assets: Path | None = None) -> Path:
+    """The packaged default model for ``task`` (``edgekit/assets/<task>_default.tflite``).
+
+    Raises :class:`UsageError` saying how to get a model while none is packaged.
+    """
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    folder = ASSETS if assets is None else assets
+    for name in DEFAULT_MODEL_NAMES[task]:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    raise UsageError(
+        f"no default {task} model is packaged with this edgekit yet; pass --model MODEL.tflite",
+        hint=f"make one with `{_EXPORT_HINT[task]}`, or use any TFLite {task} model file",
+    )
+
+
+def window_possible() -> bool:
+    """True when OpenCV has a GUI (not the headless wheel) and, on Linux, a display exists."""
+    import os
+    import sys
+
+    from edgekit.io.sinks import gui_available
+
+    if not gui_available():
+        return False
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    return True
+
+
+def _check_task(config: RunConfig, model: Any) -> None:
+    spec = model.spec
+    if spec.task != config.task:
+        raise UsageError(
+            f"{model.path}: is a {spec.task} model (decoder {spec.decoder}), "
+            f"not a {config.task} model; run `edgekit {spec.task}` with it"
+        )
+
+
+def _fps(source: Any) -> float:
+    fps = getattr(source, "fps", None)
+    return float(fps) if fps else 10.0
+
+
+def run_app(
+    config: RunConfig,
+    *,
+    announce: Callable[[str], None] | None = None,
+) -> Any:
+    """Open the source, load the model, open the sinks and run the loop; returns ``LoopStats``.
+
+    The source opens first so a wrong ``--source``/``--camera`` fails before the model loads.
+    ``announce(line)`` receives one line saying what runs (model, kind, backend, threads,
+    source, outputs) before the first frame. The loop closes the source and sinks.
+    """
+    from edgekit.io import sinks as sinks_mod
+    from edgekit.io.sources import open_source
+    from edgekit.loop import run
+    from edgekit.runtime.model import Model
+    from edgekit.runtime.step import make_step
+
+    model_path = config.model if config.model is not None else default_model(config.task)
+    source = open_source(config.source, camera=config.camera)
+    opened: list[Any] = []
+    try:
+        labels = str(config.labels) if config.labels is not None else None
+        model = Model.load(
+            model_path, backend=config.backend, threads=config.threads, labels=labels
+        )
+        _check_task(config, model)
+        thresholds = dict(config.extra_thresholds)
+        if config.score is not None:
+            thresholds["score_threshold"] = config.score
+        step = make_step(model, **thresholds)
+        if config.console:
+            every = 30 if getattr(source, "live", False) else 1
+            opened.append(sinks_mod.ConsoleSink(every=every))
+        if config.jsonl is not None:
+            opened.append(sinks_mod.JsonlSink(config.jsonl))
+        if config.save is not None:
+            opened.append(sinks_mod.VideoSink(config.save, fps=_fps(source)))
+        window = config.display and window_possible()
+        if window:
+            opened.append(sinks_mod.WindowSink(title=f"edgekit {config.task}"))
+    except BaseException:
+        for sink in opened:
+            _close_quietly(sink)
+        source.close()
+        raise
+    if announce is not None:
+        announce(_describe(config, model, source, window))
+    return run(source, step, opened, max_frames=config.max_frames, duration=config.duration)
+
+
+def _describe(config: RunConfig, model: Any, source: Any, window: bool) -> str:
+    spec = model.spec
+    outputs = [str(p) for p in (config.jsonl, config.save) if p is not None]
+    if window:
+        outputs.append("window")
+    delegate = f" + {model.backend.delegate}" if model.backend.delegate else ""
+    return (
+        f"model {model.path} ({spec.task}, {spec.decoder}, input "
+        f"{spec.input_size[0]}x{spec.input_size[1]} {spec.input_dtype}); "
+        f"backend {model.backend.name}{delegate}, {model.backend.threads} thread(s); "
+        f"source {getattr(source, 'name', config.source)}"
+        + (f"; writing {', '.join(outputs)}" if outputs else "")
+    )
+
+
+SUMMARY_STAGES = ("capture", "preprocess", "invoke", "postprocess", "total", "render", "write")
+
+
+def format_stats(stats: Any) -> str:
+    """The end-of-run summary: frames, fps, and p50/p90 per stage (a ``LoopStats``)."""
+    mode = "pipelined" if getattr(stats, "pipelined", True) else "serial"
+    lines = [
+        f"{stats.frames} frames in {stats.elapsed_s:.2f} s = {stats.fps:.1f} fps ({mode}), "
+        f"{stats.dropped} dropped, stopped by {stats.stopped_by}"
+    ]
+    rows = [(name, stats.stages[name]) for name in SUMMARY_STAGES if name in stats.stages]
+    rows = [(name, s) for name, s in rows if s.count]
+    if rows:
+        lines.append(f"{'stage':<12}{'p50 ms':>9}{'p90 ms':>9}")
+        lines += [f"{name:<12}{s.p50:>9.2f}{s.p90:>9.2f}" for name, s in rows]
+    return "\n".join(lines)
+
+
+def _close_quietly(sink: Any) -> None:
+    with contextlib.suppress(SinkError, OSError):
+        sink.close()

@@ -1,0 +1,177 @@
+"""Present benchmark results: JSON, CSV, a rich console table and a PNG plot.
+
+The JSON layout (``to_json``) is the stable interface other tools read::
+
+    {"results": [{"model", "backend", "threads", "runs", "size_bytes", "kind",
+                  "stages": {"preprocess": {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms"},
+                             "invoke": {...}, "postprocess": {...}, "total": {...}}}],
+     "machine": {"cpu", "cores", ...}}
+
+matplotlib is imported only by :func:`plot` (with the Agg backend, no display needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgekit.bench.latency import STAGES, BenchResult
+from edgekit.core.artifact import atomic_write_bytes
+from edgekit.errors import DependencyMissing, SinkError
+
+__all__ = ["plot", "table", "to_csv", "to_json", "write_csv", "write_json"]
+
+CSV_FIELDS = (
+    *("model", "backend", "threads", "runs", "size_bytes", "kind", "stage"),
+    *("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms"),
+)
+
+
+def to_json(
+    results: Sequence[BenchResult], machine: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``{"results": [...], "machine": {...}}`` document."""
+    doc: dict[str, Any] = {"results": [r.to_dict() for r in results]}
+    if machine is not None:
+        doc["machine"] = machine
+    return doc
+
+
+def to_csv(results: Sequence[BenchResult]) -> str:
+    """One row per (configuration, stage)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        for stage in STAGES:
+            if stage not in r.stages:
+                continue
+            row = {
+                "model": r.model,
+                "backend": r.backend,
+                "threads": "" if r.threads is None else r.threads,
+                "runs": r.runs,
+                "size_bytes": r.size_bytes,
+                "kind": r.kind,
+                "stage": stage,
+            }
+            row.update(r.stages[stage].to_dict())
+            writer.writerow(row)
+    return buf.getvalue()
+
+
+def _write(path: str | Path, text: str) -> Path:
+    try:
+        return atomic_write_bytes(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise SinkError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def write_json(
+    path: str | Path, results: Sequence[BenchResult], machine: dict[str, Any] | None = None
+) -> Path:
+    return _write(path, json.dumps(to_json(results, machine), indent=2) + "\n")
+
+
+def write_csv(path: str | Path, results: Sequence[BenchResult]) -> Path:
+    return _write(path, to_csv(results))
+
+
+def table(results: Sequence[BenchResult], title: str | None = None) -> Any:
+    """A ``rich.table.Table``: p50 of each stage, and p50/p90/p99/mean±std of the total."""
+    from rich.table import Table
+
+    backends = sorted({r.backend for r in results})
+    if title is not None and len(backends) == 1:
+        title = f"{title} - {backends[0]}"
+    t = Table(title=title, title_justify="left")
+    t.add_column("model")
+    if len(backends) > 1:
+        t.add_column("backend")
+    for name in ("threads", "pre p50", "invoke p50", "invoke p90", "post p50"):
+        t.add_column(name, justify="right")
+    for name in ("total p50", "total p90", "total p99", "mean±std", "fps"):
+        t.add_column(name, justify="right")
+    for r in results:
+        s = r.stages
+        tot = s["total"]
+        row = [Path(r.model).name]
+        if len(backends) > 1:
+            row.append(r.backend)
+        row += [
+            "default" if r.threads is None else str(r.threads),
+            f"{s['preprocess'].p50_ms:.2f}",
+            f"{s['invoke'].p50_ms:.2f}",
+            f"{s['invoke'].p90_ms:.2f}",
+            f"{s['postprocess'].p50_ms:.2f}",
+            f"{tot.p50_ms:.2f}",
+            f"{tot.p90_ms:.2f}",
+            f"{tot.p99_ms:.2f}",
+            f"{tot.mean_ms:.2f}±{tot.std_ms:.2f}",
+            f"{1000.0 / tot.p50_ms:.1f}" if tot.p50_ms > 0 else "-",
+        ]
+        t.add_row(*row)
+    t.caption = "milliseconds; fps = 1000 / total p50 (one frame at a time, no pipelining)"
+    t.caption_justify = "left"
+    return t
+
+
+def plot(results: Sequence[BenchResult], path: str | Path, title: str = "edgekit bench") -> Path:
+    """A PNG: per configuration, stacked p50 bars of the stages with a p90 whisker on the total."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise DependencyMissing(
+            "--plot needs matplotlib", hint="pip install 'edgekit[device]'"
+        ) from exc
+
+    labels = [r.label for r in results]
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(results) + 2.0))
+    left = [0.0] * len(results)
+    colors = {"preprocess": "#8da0cb", "invoke": "#fc8d62", "postprocess": "#66c2a5"}
+    ys = list(range(len(results)))[::-1]
+    for stage in ("preprocess", "invoke", "postprocess"):
+        widths = [r.stages[stage].p50_ms for r in results]
+        ax.barh(ys, widths, left=left, color=colors[stage], label=f"{stage} p50")
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    p50 = [r.stages["total"].p50_ms for r in results]
+    p90 = [r.stages["total"].p90_ms for r in results]
+    ax.errorbar(
+        p50,
+        ys,
+        xerr=[[0.0] * len(results), [max(b - a, 0.0) for a, b in zip(p50, p90, strict=True)]],
+        fmt="o",
+        markersize=3,
+        color="black",
+        capsize=4,
+        label="total p50 → p90",
+    )
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels)
+    ax.set_xlabel("latency per frame (ms)")
+    ax.set_title(title)
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        names,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=4,
+        fontsize="small",
+        frameon=False,
+    )
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    try:
+        return atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:
+        raise SinkError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -1,0 +1,254 @@
+"""Keras 3 model -> self-describing ``.tflite`` (float32, float16, dynamic, int8, Edge TPU).
+
+Conversion uses ``TFLiteConverter.from_keras_model`` or, when NMS is appended, a
+``keras.export.ExportArchive`` (fixed ``[1, H, W, C]`` signature) then ``from_saved_model``;
+never ``from_concrete_functions`` (with Keras 3 its int8 models fail at run time because the
+weights stay variables). Full-integer formats are calibrated on real photos
+(:mod:`edgekit.export.representative`). The result is validated against its row of the format
+table, gets the model's spec and labels embedded, and is written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.core.types import ModelSpec
+from edgekit.errors import DependencyMissing, ExportError, UsageError
+from edgekit.export.edgetpu import INSTALL_HINT, CompileResult, check_edgetpu, compile_edgetpu
+from edgekit.export.formats import ExportFormat, ExportOptions, get_format, validate
+from edgekit.export.metadata import finalize_spec, order_outputs_by_signature, write_artifact
+from edgekit.export.nms import NMSConfig, nms_serving_fn
+from edgekit.export.representative import representative_samples
+from edgekit.runtime.flatbuffer import read_tflite
+
+Progress = Callable[[int, int], None]  # (samples done, total)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything one export needs besides the model and its spec."""
+
+    format: str = "int8"
+    out: str | os.PathLike[str] | None = None
+    io_dtype: str = "uint8"  # full-integer formats: "uint8" or "int8"
+    nms: bool = False
+    nms_config: NMSConfig = field(default_factory=NMSConfig)
+    calib_dir: str | os.PathLike[str] | None = None
+    calib_samples: int = 100
+    labels: tuple[str, ...] | None = None
+    seed: int = 0
+    compiler: str = "edgetpu_compiler"
+
+    def __post_init__(self) -> None:
+        get_format(self.format)
+        if self.io_dtype not in ("uint8", "int8"):
+            raise UsageError(f"io_dtype must be 'uint8' or 'int8', got {self.io_dtype!r}")
+        if self.calib_samples < 1:
+            raise UsageError(f"calib_samples must be >= 1, got {self.calib_samples}")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    size_bytes: int
+    spec: ModelSpec
+    edgetpu_report: dict[str, Any]
+    seconds: float
+    compiled: CompileResult | None = None
+
+
+def _require_tf() -> Any:
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise DependencyMissing(
+            "export needs TensorFlow", hint="pip install 'edgekit[train]'"
+        ) from None
+    return tf
+
+
+def _representative(spec: ModelSpec, config: ExportConfig, progress: Progress | None) -> Callable[[], Iterator]:
+    def gen() -> Iterator[list[np.ndarray]]:
+        samples = representative_samples(
+            spec, config.calib_samples, calib_dir=config.calib_dir, seed=config.seed
+        )
+        for i, sample in enumerate(samples, 1):
+            yield [sample]
+            if progress is not None:
+                progress(i, config.calib_samples)
+
+    return gen
+
+
+def _saved_model_with(model: Any, serve: Callable, spec: ModelSpec, folder: str) -> None:
+    import keras
+    import tensorflow as tf
+
+    h, w = spec.input_size
+    channels = int(model.inputs[0].shape[-1])
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve", serve, input_signature=[tf.TensorSpec([1, h, w, channels], tf.float32, name="images")]
+    )
+    with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115 (closed by GC)
+        archive.write_out(folder, verbose=False)
+
+
+def convert(
+    model: Any,
+    spec: ModelSpec,
+    config: ExportConfig,
+    *,
+    progress: Progress | None = None,
+) -> tuple[bytes, ModelSpec]:
+    """Convert ``model`` to TFLite bytes (no metadata yet) and the spec of the result."""
+    tf = _require_tf()
+    fmt = get_format(config.format)
+    if tuple(int(v) for v in model.inputs[0].shape[1:3]) != tuple(spec.input_size):
+        raise ExportError(f"model input {tuple(model.inputs[0].shape)} does not match spec input_size {spec.input_size}")
+    out_spec = spec
+    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp:
+        if config.nms:
+            serve, out_spec = nms_serving_fn(model, spec, config.nms_config)
+            _saved_model_with(model, serve, spec, tmp)
+            converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        else:
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        opts = ExportOptions(io_dtype=config.io_dtype, has_float_tail=config.nms, quantize_outputs=not config.nms)
+        fmt.configure(converter, opts)
+        if fmt.needs_calibration:
+            converter.representative_dataset = _representative(spec, config, progress)
+        try:
+            flatbuffer = converter.convert()
+        except Exception as exc:  # the converter raises many unrelated types
+            raise ExportError(f"TFLite conversion to {fmt.name} failed: {str(exc).strip().splitlines()[-1][:500]}") from exc
+    if config.nms:
+        flatbuffer = order_outputs_by_signature(flatbuffer)
+    return flatbuffer, out_spec
+
+
+def default_output(name: str, fmt: ExportFormat, nms: bool = False) -> Path:
+    stem = Path(name).stem if name.endswith(".keras") else name
+    return Path(f"{stem}{'_nms' if nms else ''}{fmt.suffix}")
+
+
+def export_model(
+    model: Any,
+    spec: ModelSpec,
+    config: ExportConfig,
+    *,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Convert, validate, embed spec + labels, (compile for the Edge TPU), write atomically."""
+    start = time.perf_counter()
+    fmt = get_format(config.format)
+    out = Path(config.out) if config.out is not None else default_output(spec.name or model.name, fmt, config.nms)
+    if fmt.compile_edgetpu and shutil.which(config.compiler) is None:
+        raise DependencyMissing(f"{config.compiler} not found on PATH", hint=INSTALL_HINT)
+    flatbuffer, out_spec = convert(model, spec, config, progress=progress)
+    graph = read_tflite(flatbuffer)
+    io_dtype = config.io_dtype if fmt.quantized else "float32"
+    validate(graph, fmt, io_dtype=io_dtype)
+    report = check_edgetpu(graph)
+    labels = config.labels if config.labels is not None else spec.labels
+    compiled = None
+    if fmt.compile_edgetpu:
+        with tempfile.TemporaryDirectory(prefix="edgekit-edgetpu-") as tmp:
+            src = Path(tmp) / f"{out.stem.removesuffix('_edgetpu')}.tflite"
+            src.write_bytes(flatbuffer)
+            compiled = compile_edgetpu(src, tmp, compiler=config.compiler)
+            flatbuffer = compiled.path.read_bytes()
+            compiled = dataclasses.replace(compiled, path=out)
+        graph = read_tflite(flatbuffer)
+    final_spec = finalize_spec(out_spec, graph, labels=labels, export_format=fmt.name)
+    path = write_artifact(out, flatbuffer, final_spec, labels)
+    return ExportResult(
+        path=path,
+        format=fmt.name,
+        size_bytes=path.stat().st_size,
+        spec=final_spec,
+        edgetpu_report=check_edgetpu(graph) if compiled else report,
+        seconds=time.perf_counter() - start,
+        compiled=compiled,
+    )
+
+
+def load_source(
+    source: str,
+    *,
+    input_size: int | tuple[int, int] | None = None,
+    num_classes: int | None = None,
+    width: float | None = None,
+    spec: ModelSpec | None = None,
+) -> tuple[Any, ModelSpec]:
+    """A Keras model and its spec from a registry name (untrained weights) or a ``.keras`` file.
+
+    A ``.keras`` checkpoint needs its spec: ``spec``, or a ``<file>.spec.json`` next to it
+    (what edgekit training writes), or the registry entry named by the model's name.
+    """
+    path = Path(source)
+    if source.endswith(".keras") or path.is_file():
+        return _load_checkpoint(path, spec=spec, input_size=input_size)
+    from edgekit.zoo import registry
+
+    kwargs: dict[str, Any] = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if input_size is not None:
+        kwargs["input_size"] = input_size
+    if width is not None:
+        kwargs["width"] = width
+    try:
+        entry = registry.get_entry(source)
+    except KeyError:
+        raise UsageError(f"{source!r} is neither a .keras file nor a registered model (see `edgekit models list`)") from None
+    model = registry.create_model(source, **kwargs)
+    model_spec = spec or entry.spec(**kwargs)
+    return model, model_spec
+
+
+def _load_checkpoint(path: Path, *, spec: ModelSpec | None, input_size: Any) -> tuple[Any, ModelSpec]:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such model file")
+    import keras
+
+    try:
+        import edgekit.zoo  # noqa: F401  registers custom layers for deserialization
+    except ImportError:
+        pass
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as exc:
+        raise ExportError(f"{path}: cannot load Keras model ({exc})") from exc
+    if spec is None:
+        side = path.with_suffix(".spec.json")
+        if side.is_file():
+            try:
+                spec = ModelSpec.from_json(side.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise ExportError(f"{side}: {exc}") from None
+    if spec is None:
+        from edgekit.zoo import registry
+
+        try:
+            entry = registry.get_entry(model.name)
+        except KeyError:
+            raise UsageError(
+                f"{path}: no spec found (write {path.with_suffix('.spec.json').name} next to it)"
+            ) from None
+        h, w = (int(v) for v in model.inputs[0].shape[1:3])
+        spec = entry.spec(input_size=(h, w))
+    return model, spec

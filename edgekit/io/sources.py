@@ -1,0 +1,408 @@
+"""Frame sources: OpenCV (camera index, video file, RTSP/HTTP stream), images, built-in sample.
+
+Every source is an iterable of :class:`~edgekit.core.types.Frame` (RGB uint8; OpenCV's BGR is
+converted once, here) with ``.name``, ``.live`` (a camera or stream that keeps producing frames
+whether or not anyone reads them), ``.fps`` (``None`` when unknown) and ``.close()``; sources are
+context managers. :func:`open_source` picks one from what the user typed.
+
+``Frame.timestamp_ns`` is the media position for video files (frame number / fps) and
+``time.time_ns()`` at capture for cameras, streams and images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob as globlib
+import importlib.util
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from edgekit.core.letterbox import make_transform
+from edgekit.core.types import Frame
+from edgekit.errors import SourceError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
+)
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+# Real photos shipped inside PyPI wheels: (distribution to pip install, import name, path in it).
+SAMPLE_PHOTOS: tuple[tuple[str, str, str], ...] = (
+    ("matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    ("scikit-image", "skimage", "data/astronaut.png"),
+    ("scikit-image", "skimage", "data/chelsea.png"),
+    ("scikit-image", "skimage", "data/coffee.png"),
+    ("scikit-image", "skimage", "data/motorcycle_left.png"),
+    ("scikit-image", "skimage", "data/rocket.jpg"),
+)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """An iterable of RGB frames that can be closed."""
+
+    name: str
+    live: bool
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+class BaseSource:
+    """Shared plumbing: context manager, idempotent ``close``, frame numbering."""
+
+    name: str = "source"
+    live: bool = False
+    fps: float | None = None
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._next_index = 0
+
+    def __enter__(self) -> BaseSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._frames()
+
+    def _frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def _frame(
+        self, image: np.ndarray, source: str, timestamp_ns: int, lores: np.ndarray | None = None
+    ) -> Frame:
+        frame = Frame(image, self._next_index, timestamp_ns, source, lores)
+        self._next_index += 1
+        return frame
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        """Free the underlying device or file; called once by :meth:`close`."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, live={self.live})"
+
+
+def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
+    """An OpenCV image (gray, BGR or BGRA, uint8) -> contiguous RGB uint8 (H, W, 3)."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class VideoSource(BaseSource):
+    """OpenCV ``VideoCapture`` over a camera index, a video file or a stream URL.
+
+    Opening reads the first frame, so a missing camera, an unreadable file or a dead stream fails
+    here with :class:`SourceError` rather than later inside the loop.
+    """
+
+    def __init__(
+        self,
+        target: int | str | Path,
+        *,
+        live: bool | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        is_camera = isinstance(target, int)
+        is_stream = isinstance(target, str) and target.lower().startswith(STREAM_SCHEMES)
+        self.live = (is_camera or is_stream) if live is None else live
+        self._is_file = not (is_camera or is_stream)
+        if is_camera:
+            what = f"camera {target}"
+        elif is_stream:
+            what = f"stream {target}"
+        else:
+            what = f"video {target}"
+        self.name = name or (f"camera {target}" if is_camera else str(target))
+        self._cap = cv2.VideoCapture(target if is_camera else str(target))
+        if not self._cap.isOpened():
+            self._cap.release()
+            if is_camera:
+                raise SourceError(f"cannot open {what}: no such camera (or it is busy)")
+            raise SourceError(f"cannot open {what}: OpenCV cannot read it (corrupt or unsupported)")
+        if is_camera:
+            if width:
+                self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            if height:
+                self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+            if fps:
+                self._cap.set(cv2.CAP_PROP_FPS, fps)
+        if self.live:
+            self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # a hint; some backends ignore it
+        reported = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = reported if 0.0 < reported < 1000.0 else None
+        self._reads = 0
+        self._pending = self._read()
+        if self._pending is None:
+            self._cap.release()
+            raise SourceError(f"{what} opened but returned no frames")
+
+    def _read(self) -> tuple[np.ndarray, int] | None:
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            return None
+        if not self._is_file:
+            stamp = time.time_ns()
+        elif self.fps:
+            stamp = round(self._reads * 1e9 / self.fps)
+        else:
+            stamp = int(self._cap.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
+        self._reads += 1
+        return bgr_to_rgb(image), stamp
+
+    def _frames(self) -> Iterator[Frame]:
+        while not self._closed:
+            item, self._pending = self._pending, None
+            if item is None:
+                item = self._read()
+            if item is None:
+                return
+            yield self._frame(item[0], self.name, item[1])
+
+    def _release(self) -> None:
+        self._cap.release()
+
+
+class LoresSource(BaseSource):
+    """Wraps a source to add ``Frame.lores``: each frame resized to what a model input needs, in
+    whichever thread reads the source (the loop's capture thread), as picamera2's low-resolution
+    stream does on a Pi. The model's own preprocessing then has no resize left to do, so
+    inference overlaps it. ``resize_mode`` is the model's: "resize" stretches to ``input_hw``;
+    "letterbox" keeps the aspect ratio (the model pads). Frames that already have ``lores`` pass
+    through.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        input_hw: tuple[int, int],
+        *,
+        resize_mode: str = "resize",
+        interpolation: int = cv2.INTER_LINEAR,
+    ) -> None:
+        super().__init__()
+        if resize_mode not in ("resize", "letterbox"):
+            raise SourceError(f"resize_mode must be 'resize' or 'letterbox', got {resize_mode!r}")
+        self.inner = source
+        self.name = source.name
+        self.live = source.live
+        self.fps = getattr(source, "fps", None)
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.resize_mode = resize_mode
+        self.interpolation = interpolation
+        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def lores_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) the model would resize a ``frame_hw`` frame to before any padding."""
+        if frame_hw not in self._sizes:
+            t = make_transform(self.resize_mode, frame_hw, self.input_hw)
+            self._sizes[frame_hw] = (int(t.resized_hw[0]), int(t.resized_hw[1]))
+        return self._sizes[frame_hw]
+
+    def _frames(self) -> Iterator[Frame]:
+        for frame in self.inner:
+            if frame.lores is None:
+                h, w = self.lores_hw((frame.height, frame.width))
+                small = cv2.resize(frame.image, (w, h), interpolation=self.interpolation)
+                frame = dataclasses.replace(frame, lores=small)
+            yield frame
+            if self._closed:
+                return
+
+    def _release(self) -> None:
+        self.inner.close()
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8; :class:`SourceError` names the file when it cannot."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"no such image: {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SourceError(f"cannot read image {path}: not an image OpenCV can decode")
+    return bgr_to_rgb(image)
+
+
+class ImageSource(BaseSource):
+    """A fixed list of image files, each read when reached; ``Frame.source`` is its own path."""
+
+    def __init__(self, paths: Sequence[str | Path], *, name: str | None = None, repeat: int = 1):
+        super().__init__()
+        if not paths:
+            raise SourceError(f"no images in {name or 'the given list'}")
+        if repeat < 1:
+            raise SourceError(f"repeat must be >= 1, got {repeat}")
+        self.paths = tuple(Path(p) for p in paths)
+        self.repeat = repeat
+        self.name = name or (str(self.paths[0]) if len(self.paths) == 1 else "images")
+
+    def __len__(self) -> int:
+        return len(self.paths) * self.repeat
+
+    def _frames(self) -> Iterator[Frame]:
+        for _ in range(self.repeat):
+            for path in self.paths:
+                if self._closed:
+                    return
+                yield self._frame(read_image(path), str(path), time.time_ns())
+
+
+def _package_dir(module: str) -> Path | None:
+    """Folder of an installed top-level package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def sample_images() -> list[Path]:
+    """Paths of the real photos shipped in installed packages (matplotlib, scikit-image)."""
+    found = []
+    for _dist, module, relative in SAMPLE_PHOTOS:
+        root = _package_dir(module)
+        if root is not None and (root / relative).is_file():
+            found.append(root / relative)
+    return found
+
+
+def sample_source(*, repeat: int = 1) -> ImageSource:
+    """The built-in ``sample`` source: photos from matplotlib and scikit-image, if installed."""
+    paths = sample_images()
+    if not paths:
+        dists = sorted({dist for dist, _, _ in SAMPLE_PHOTOS})
+        raise SourceError(
+            "no sample photos found: they ship inside " + " and ".join(dists),
+            hint=f"pip install {' '.join(dists)}, or pass --source FILE",
+        )
+    return ImageSource(paths, name="sample", repeat=repeat)
+
+
+def picamera2_available() -> bool:
+    """True when the picamera2 module can be imported (Raspberry Pi OS, python3-picamera2)."""
+    try:
+        return importlib.util.find_spec("picamera2") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _images_in(paths: list[str]) -> list[Path]:
+    return sorted(Path(p) for p in paths if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _probe_is_image(path: Path) -> bool:
+    data = np.fromfile(str(path), dtype=np.uint8, count=64 * 1024 * 1024)
+    return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_COLOR) is not None
+
+
+def open_source(
+    source: str | int | Path | None = "sample",
+    *,
+    camera: bool | int | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    repeat: int = 1,
+    live: bool | None = None,
+    **picamera2_options: Any,
+) -> BaseSource:
+    """Open what the user named.
+
+    - ``camera=True`` (index 0) or ``camera=N``: picamera2 when it is installed (a Raspberry Pi),
+      otherwise OpenCV device N. ``"picamera2"`` asks for picamera2 explicitly.
+    - an int or a digit string: OpenCV device index (e.g. a USB webcam).
+    - ``"sample"`` or ``None``: photos shipped inside matplotlib / scikit-image.
+    - ``rtsp://``, ``http(s)://`` …: an OpenCV network stream (live).
+    - an existing file: image or video, by extension, else by trying to decode it as an image.
+    - a folder (its images, sorted) or a glob pattern (``"shots/*.jpg"``).
+
+    ``repeat`` loops image sources; ``live`` overrides the guess (e.g. treat a file as a camera);
+    other keywords go to :class:`~edgekit.io.picamera.Picamera2Source`.
+    """
+    if camera is not None and camera is not False:
+        index = 0 if camera is True else int(camera)
+        if picamera2_available():
+            from edgekit.io.picamera import Picamera2Source
+
+            return Picamera2Source(index, **picamera2_options)
+        return VideoSource(index, width=width, height=height, live=live)
+    if source is None:
+        source = "sample"
+    if isinstance(source, bool):
+        raise SourceError(f"not a source: {source!r}")
+    if isinstance(source, int):
+        return VideoSource(source, width=width, height=height, live=live)
+    text = str(source).strip()
+    if text.isdigit():
+        return VideoSource(int(text), width=width, height=height, live=live)
+    if text.lower() == "sample":
+        return sample_source(repeat=repeat)
+    if text.lower() == "picamera2":
+        if not picamera2_available():
+            raise SourceError(
+                "picamera2 is not installed",
+                hint="on Raspberry Pi OS: sudo apt install python3-picamera2 and a venv made with "
+                "--system-site-packages",
+            )
+        from edgekit.io.picamera import Picamera2Source
+
+        return Picamera2Source(0, **picamera2_options)
+    if text.lower().startswith(STREAM_SCHEMES):
+        return VideoSource(text, live=True if live is None else live)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        images = _images_in([str(p) for p in path.iterdir()])
+        if not images:
+            raise SourceError(f"no images in folder {path}")
+        return ImageSource(images, name=str(path), repeat=repeat)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_EXTENSIONS or (suffix not in VIDEO_EXTENSIONS and _probe_is_image(path)):
+            return ImageSource([path], repeat=repeat)
+        return VideoSource(path, live=live)
+    if _is_glob(text):
+        images = _images_in(globlib.glob(str(path), recursive=True))
+        if not images:
+            raise SourceError(f"no images match {text}")
+        return ImageSource(images, name=text, repeat=repeat)
+    raise SourceError(f"no such file, folder or camera: {text}")

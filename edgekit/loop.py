@@ -1,0 +1,466 @@
+"""The real-time loop: capture, inference and output overlap in three threads.
+
+::
+
+    capture thread ──slot/queue──▶ inference thread ──queue──▶ output thread (render + sinks)
+
+- A *live* source (camera, stream) feeds a one-item slot that the capture thread overwrites:
+  inference always gets the newest frame and frames it could not keep up with are counted as
+  ``dropped``. Any other source feeds a bounded blocking queue, so every frame is processed.
+- The calling thread only supervises: it installs SIGINT/SIGTERM handlers (when it is the main
+  thread), watches ``stop_event`` and waits. A stop request ends capture at once, discards frames
+  not yet inferred, and writes every result already produced, so a JSONL file ends on a complete
+  line for the last frame. Sinks and the source are always closed and threads joined; an exception
+  raised in any thread is re-raised here after that cleanup.
+- ``pipelined=False`` does capture → step → render → write one frame at a time in the calling
+  thread, for comparison.
+
+The loop knows nothing of models or cameras: ``step(frame) -> FrameResult`` does the inference
+(and may add its own timings, e.g. "preprocess", "invoke", "postprocess").
+
+Timings, in milliseconds, added to each ``FrameResult.timings`` before it reaches the sinks:
+
+- ``capture``: the source producing the frame (read + decode + colour conversion);
+- ``wait``: from the frame being captured to the step starting on it (queueing);
+- ``step``: the whole ``step(frame)`` call;
+- ``total``: from the start of the frame's capture to its result being ready (capture + wait +
+  step): the latency of a result, not counting drawing or writing.
+
+``LoopStats.stages`` also holds ``render`` (drawing the overlay once for the sinks that show
+it) and ``write`` (all sinks), measured after the sinks got the result.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgekit.core.types import Frame, FrameResult
+
+Step = Callable[[Frame], FrameResult]
+Render = Callable[[FrameResult], np.ndarray]
+
+_EMPTY = object()  # nothing arrived before the timeout
+_END = object()  # the producer finished
+_POLL_S = 0.05
+_JOIN_S = 5.0
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """Distribution of one stage's per-frame times, in milliseconds."""
+
+    count: int
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+
+    @classmethod
+    def of(cls, values_ms: Sequence[float]) -> StageStats:
+        a = np.asarray(values_ms, dtype=np.float64)
+        if a.size == 0:
+            return cls(0, float("nan"), float("nan"), float("nan"), float("nan"))
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        return cls(int(a.size), float(a.mean()), float(p50), float(p90), float(p99))
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    """What a run did: frames written to the sinks, live frames dropped, wall time and FPS
+    (``frames / elapsed_s``), per-stage timing distributions, and why it stopped
+    ("end", "max_frames", "duration", "stop_event", "SIGINT", "SIGTERM", "sink", "error")."""
+
+    frames: int
+    dropped: int
+    elapsed_s: float
+    fps: float
+    stages: dict[str, StageStats] = field(default_factory=dict)
+    pipelined: bool = True
+    stopped_by: str = "end"
+
+    def summary(self) -> str:
+        mode = "pipelined" if self.pipelined else "serial"
+        parts = [
+            f"{self.frames} frames in {self.elapsed_s:.2f} s = {self.fps:.1f} fps ({mode})",
+            f"dropped {self.dropped}",
+        ]
+        for name in ("capture", "invoke", "step", "total"):
+            if name in self.stages:
+                s = self.stages[name]
+                parts.append(f"{name} p50 {s.p50:.1f} ms")
+        return ", ".join(parts) + f"; stopped by {self.stopped_by}"
+
+
+class _Channel:
+    """A bounded hand-off between two threads.
+
+    ``latest=True`` is the newest-frame-wins slot: one item, ``put`` never blocks and replaces an
+    item nobody took yet (counted in ``dropped``). Otherwise ``put`` blocks while ``capacity``
+    items wait, until one is taken or ``cancel()`` returns true.
+    """
+
+    def __init__(self, capacity: int, *, latest: bool = False) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._capacity = 1 if latest else max(1, capacity)
+        self._latest = latest
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: Any, cancel: Callable[[], bool]) -> bool:
+        with self._cond:
+            if self._latest:
+                if self._items:
+                    self._items.popleft()
+                    self.dropped += 1
+            else:
+                while len(self._items) >= self._capacity:
+                    if cancel():
+                        return False
+                    self._cond.wait(_POLL_S)
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float = _POLL_S) -> Any:
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            if self._items:
+                item = self._items.popleft()
+                self._cond.notify_all()
+                return item
+            return _END if self._closed else _EMPTY
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class _Run:
+    """The state one call of :func:`run` shares between its threads."""
+
+    def __init__(
+        self,
+        source: Iterable[Frame],
+        step: Step,
+        sinks: Sequence[Any],
+        *,
+        clock: Callable[[], float],
+        max_frames: int | None,
+        duration: float | None,
+        render: Render | None,
+    ) -> None:
+        self.source = source
+        self.step = step
+        self.sinks = list(sinks)
+        self.clock = clock
+        self.max_frames = max_frames
+        self.duration = duration
+        self.render = render
+        self.stop = threading.Event()  # finish: no new frames, write what was inferred
+        self.abort = threading.Event()  # an error: everything stops as soon as it can
+        self.stopped_by = "end"
+        self.errors: list[BaseException] = []
+        self.samples: dict[str, list[float]] = collections.defaultdict(list)
+        self.frames = 0
+        self.dropped = 0
+        self.start = 0.0
+        self._lock = threading.Lock()
+
+    # -- control -------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        with self._lock:
+            if not self.stop.is_set():
+                self.stopped_by = reason
+                self.stop.set()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self.errors.append(exc)
+            self.stopped_by = "error"
+            self.stop.set()
+            self.abort.set()
+
+    def interrupted(self) -> bool:
+        """A stop that discards frames not yet inferred (a signal, stop_event, a sink, an error);
+        reaching ``max_frames`` / ``duration`` at capture lets queued frames finish."""
+        return self.stop.is_set() and self.stopped_by not in ("max_frames", "duration")
+
+    def limits_reached(self, captured: int | None) -> bool:
+        """True (and the reason recorded) when ``max_frames`` or ``duration`` ends the capture.
+        ``captured`` is None where frames may still be dropped (the inference stage counts)."""
+        if self.max_frames is not None and captured is not None and captured >= self.max_frames:
+            self.request_stop("max_frames")
+            return True
+        if self.duration is not None and self.clock() - self.start >= self.duration:
+            self.request_stop("duration")
+            return True
+        return False
+
+    # -- stages --------------------------------------------------------------------------
+    def capture_one(self, frames: Iterator[Frame]) -> tuple[Frame, float, float] | None:
+        t0 = self.clock()
+        frame = next(frames, None)
+        t1 = self.clock()
+        return None if frame is None else (frame, t0, t1)
+
+    def infer_one(self, item: tuple[Frame, float, float]) -> FrameResult:
+        frame, t0, t1 = item
+        ts = self.clock()
+        result = self.step(frame)
+        te = self.clock()
+        if not isinstance(result, FrameResult):
+            raise TypeError(f"step returned {type(result).__name__}, expected FrameResult")
+        timings = dict(result.timings)
+        timings.update(
+            capture=(t1 - t0) * 1e3,
+            wait=(ts - t1) * 1e3,
+            step=(te - ts) * 1e3,
+            total=(te - t0) * 1e3,
+        )
+        return dataclasses.replace(result, timings=timings)
+
+    def output_one(self, result: FrameResult) -> None:
+        t0 = self.clock()
+        image = None
+        if self.render is not None and any(getattr(s, "wants_image", False) for s in self.sinks):
+            image = self.render(result)
+        t1 = self.clock()
+        for sink in self.sinks:
+            if image is not None and getattr(sink, "wants_image", False):
+                sink.write(result, image)
+            else:
+                sink.write(result)
+        t2 = self.clock()
+        for key, value in result.timings.items():
+            self.samples[key].append(float(value))
+        if image is not None:
+            self.samples["render"].append((t1 - t0) * 1e3)
+        self.samples["write"].append((t2 - t1) * 1e3)
+        self.frames += 1
+        if any(getattr(s, "stop_requested", False) for s in self.sinks):
+            self.request_stop("sink")
+
+    # -- threads -------------------------------------------------------------------------
+    def capture_worker(self, out: _Channel, count: bool) -> None:
+        try:
+            frames = iter(self.source)
+            captured = 0
+            while not self.stop.is_set():
+                if self.limits_reached(captured if count else None):
+                    break
+                item = self.capture_one(frames)
+                if item is None:
+                    break
+                captured += 1
+                if not out.put(item, self.stop.is_set):
+                    break
+        except BaseException as exc:
+            self.fail(exc)
+        finally:
+            out.close()
+
+    def infer_worker(self, inbox: _Channel, out: _Channel) -> None:
+        try:
+            produced = 0
+            while not self.abort.is_set():
+                item = inbox.get()
+                if item is _EMPTY:
+                    continue
+                if item is _END or self.interrupted():
+                    break
+                if not out.put(self.infer_one(item), self.abort.is_set):
+                    break
+                produced += 1
+                if self.max_frames is not None and produced >= self.max_frames:
+                    self.request_stop("max_frames")
+                    break
+        except BaseException as exc:
+            self.fail(exc)
+        finally:
+            out.close()
+
+    def output_worker(self, inbox: _Channel) -> None:
+        try:
+            while not self.abort.is_set():
+                item = inbox.get()
+                if item is _EMPTY:
+                    continue
+                if item is _END:
+                    break
+                self.output_one(item)
+        except BaseException as exc:
+            self.fail(exc)
+
+    def serial(self, poll: Callable[[], None]) -> None:
+        """The one-thread loop: capture → step → render → write, checking for a stop each frame."""
+        frames = iter(self.source)
+        captured = 0
+        while True:
+            poll()
+            if self.stop.is_set() or self.limits_reached(captured):
+                return
+            item = self.capture_one(frames)
+            if item is None:
+                return
+            captured += 1
+            self.output_one(self.infer_one(item))
+
+    def pipelined(self, latest: bool, queue_size: int, poll: Callable[[], None]) -> None:
+        frames_in = _Channel(queue_size, latest=latest)
+        results = _Channel(queue_size)
+        threads = [
+            threading.Thread(
+                target=self.capture_worker, args=(frames_in, not latest), name="edgekit-capture"
+            ),
+            threading.Thread(
+                target=self.infer_worker, args=(frames_in, results), name="edgekit-infer"
+            ),
+            threading.Thread(target=self.output_worker, args=(results,), name="edgekit-output"),
+        ]
+        for t in threads:
+            t.daemon = True  # a camera stuck in read() must not keep the process alive
+            t.start()
+        try:
+            while threads[2].is_alive() and not self.abort.is_set():
+                poll()
+                threads[2].join(_POLL_S)
+        except BaseException:
+            self.abort.set()
+            self.stop.set()
+            raise
+        finally:
+            self.stop.set()
+            if self.abort.is_set():
+                frames_in.close()
+                results.close()
+            for t in threads:
+                t.join(_JOIN_S)
+            self.dropped = frames_in.dropped
+
+
+def _close_all(closers: Sequence[Callable[[], None]]) -> BaseException | None:
+    """Call every closer; return the first exception (the rest are chained as context)."""
+    first: BaseException | None = None
+    for close in closers:
+        try:
+            close()
+        except Exception as exc:
+            if first is None:
+                first = exc
+    return first
+
+
+@contextlib.contextmanager
+def _signals_stop(run: _Run, enabled: bool) -> Iterator[None]:
+    """SIGINT/SIGTERM request a clean stop (a second one raises KeyboardInterrupt).
+    Installed only on the main thread, and the previous handlers restored after."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if run.stop.is_set() and run.stopped_by in ("SIGINT", "SIGTERM"):
+            raise KeyboardInterrupt
+        run.request_stop(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(
+    source: Iterable[Frame],
+    step: Step,
+    sinks: Sequence[Any] = (),
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    max_frames: int | None = None,
+    duration: float | None = None,
+    pipelined: bool = True,
+    drop_frames: bool | None = None,
+    queue_size: int = 2,
+    stop_event: threading.Event | None = None,
+    install_signal_handlers: bool = True,
+    render: Render | None = None,
+) -> LoopStats:
+    """Run ``step`` on every frame of ``source`` and hand each result to every sink.
+
+    ``source``: an iterable of :class:`Frame` (``.live`` and ``.close()`` used when present).
+    ``sinks``: objects with ``write(result)`` and ``close()``; those with ``wants_image`` get
+    ``write(result, image)`` with the frame drawn once by ``render`` (default:
+    :func:`edgekit.io.overlay.render` when such a sink is present).
+    ``max_frames`` / ``duration`` (seconds of ``clock``) end the run; ``drop_frames`` (default:
+    ``source.live``) chooses newest-frame-wins over processing every frame; ``queue_size`` bounds
+    the queues of the pipelined mode. The source and all sinks are closed when ``run`` returns or
+    raises. Returns :class:`LoopStats`.
+    """
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"max_frames must be >= 0, got {max_frames}")
+    if duration is not None and duration < 0:
+        raise ValueError(f"duration must be >= 0, got {duration}")
+    if queue_size < 1:
+        raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+    if render is None and any(getattr(s, "wants_image", False) for s in sinks):
+        from edgekit.io.overlay import render as default_render
+
+        render = default_render
+    latest = bool(getattr(source, "live", False)) if drop_frames is None else drop_frames
+    state = _Run(
+        source, step, sinks, clock=clock, max_frames=max_frames, duration=duration, render=render
+    )
+
+    def poll() -> None:
+        if stop_event is not None and stop_event.is_set():
+            state.request_stop("stop_event")
+
+    closers = [s.close for s in sinks]
+    if callable(getattr(source, "close", None)):
+        closers.insert(0, source.close)  # type: ignore[attr-defined]
+    error: BaseException | None = None
+    with _signals_stop(state, install_signal_handlers):
+        state.start = clock()
+        try:
+            if max_frames == 0:
+                state.stopped_by = "max_frames"
+            elif pipelined:
+                state.pipelined(latest, queue_size, poll)
+            else:
+                state.serial(poll)
+        except BaseException as exc:
+            error = exc
+        elapsed = clock() - state.start
+        close_error = _close_all(closers)
+    if error is None and state.errors:
+        error = state.errors[0]
+    if error is not None:
+        raise error
+    if close_error is not None:
+        raise close_error
+    stages = {name: StageStats.of(values) for name, values in state.samples.items()}
+    return LoopStats(
+        frames=state.frames,
+        dropped=state.dropped,
+        elapsed_s=elapsed,
+        fps=state.frames / elapsed if elapsed > 0 else 0.0,
+        stages=stages,
+        pipelined=pipelined,
+        stopped_by=state.stopped_by,
+    )

@@ -1,0 +1,220 @@
+"""PoseNet multi-person decoder (heatmaps + short-range + mid-range offsets).
+
+The algorithm of TF.js ``decodeMultiplePoses`` (PersonLab, Papandreou et al. 2018):
+
+1. part scores are the sigmoid of the heatmap logits; every local maximum (window
+   ``2 * local_maximum_radius + 1``) scoring >= ``score_threshold`` is a root candidate;
+2. candidates are taken by decreasing score; a root closer than ``nms_radius`` (input pixels) to
+   the same part of an already decoded pose is skipped;
+3. from the root, the other parts are reached along the skeleton tree, first towards the root of
+   the tree (backward mid-range offsets), then away from it (forward ones); each displaced point
+   is refined by the short-range offsets of the target part (``refine_steps`` times);
+4. a pose scores the mean of its part scores, counting only parts that are not within
+   ``nms_radius`` of the same part of a previously decoded pose.
+
+Tensor layout (as produced by the PoseNet models, and used by TF.js and Coral's decoder):
+``short_offsets`` (H, W, 2K) = [y of K parts, x of K parts]; ``mid_offsets`` (H, W, 4E) =
+[forward y, forward x, backward y, backward x], each E channels in :data:`POSE_CHAIN` order.
+Offsets are in input pixels; heatmap cell (i, j) sits at input pixel (i * stride, j * stride).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from edgekit.core.keypoints import keypoints_box
+from edgekit.core.types import COCO_KEYPOINT_NAMES, Keypoint, Pose
+
+__all__ = ["POSE_CHAIN", "decode", "part_candidates"]
+
+
+def _k(name: str) -> int:
+    return COCO_KEYPOINT_NAMES.index(name)
+
+
+#: (parent, child) edges of PoseNet's skeleton tree, rooted at the nose; edge id = position.
+POSE_CHAIN: tuple[tuple[int, int], ...] = tuple(
+    (_k(a), _k(b))
+    for a, b in (
+        ("nose", "left_eye"),
+        ("left_eye", "left_ear"),
+        ("nose", "right_eye"),
+        ("right_eye", "right_ear"),
+        ("nose", "left_shoulder"),
+        ("left_shoulder", "left_elbow"),
+        ("left_elbow", "left_wrist"),
+        ("left_shoulder", "left_hip"),
+        ("left_hip", "left_knee"),
+        ("left_knee", "left_ankle"),
+        ("nose", "right_shoulder"),
+        ("right_shoulder", "right_elbow"),
+        ("right_elbow", "right_wrist"),
+        ("right_shoulder", "right_hip"),
+        ("right_hip", "right_knee"),
+        ("right_knee", "right_ankle"),
+    )
+)
+
+T = TypeVar("T")
+_BIG = 1e6  # replaces infinite offsets: far away but finite
+
+
+def _hwc(a: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    while arr.ndim > 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 3 or min(arr.shape) == 0:
+        raise ValueError(f"PoseNet {name} must be (H, W, C) or (1, H, W, C), got {np.shape(a)}")
+    return arr
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def part_candidates(
+    scores: np.ndarray, score_threshold: float, local_maximum_radius: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Local maxima of ``scores`` (H, W, K) scoring >= ``score_threshold``.
+
+    A cell is a local maximum when no cell of the same part within the window scores strictly
+    more. Returns ``(ys, xs, parts, part_scores)`` sorted by decreasing score (stable).
+    """
+    h, w, _ = scores.shape
+    r = max(int(local_maximum_radius), 0)
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    padded = np.pad(s, ((r, r), (r, r), (0, 0)), constant_values=-np.inf)
+    local_max = np.full_like(s, -np.inf)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            np.maximum(local_max, padded[dy : dy + h, dx : dx + w], out=local_max)
+    mask = (s >= score_threshold) & (s >= local_max)
+    ys, xs, ks = np.nonzero(mask)
+    vals = s[ys, xs, ks]
+    order = np.argsort(-vals, kind="stable")
+    return ys[order], xs[order], ks[order], vals[order]
+
+
+def _quiet(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn`` with numpy overflow/invalid warnings silenced (garbage in never spams logs)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet
+def decode(
+    heatmaps: np.ndarray,
+    short_offsets: np.ndarray,
+    mid_offsets: np.ndarray,
+    *,
+    output_stride: int = 16,
+    max_poses: int = 10,
+    score_threshold: float = 0.5,
+    nms_radius: float = 20.0,
+    local_maximum_radius: int = 1,
+    refine_steps: int = 2,
+    input_size: Sequence[int] | None = None,
+    heatmaps_are_logits: bool = True,
+    min_pose_score: float = 0.0,
+    box_score_threshold: float | None = 0.2,
+) -> list[Pose]:
+    """Decode PoseNet outputs into poses, keypoints normalized to the model input, best first.
+
+    ``input_size`` (height, width) defaults to ``((H - 1) * stride + 1, (W - 1) * stride + 1)``,
+    the PoseNet convention (481x641 input -> 31x41 heatmaps at stride 16).
+    """
+    hm = _hwc(heatmaps, "heatmaps")
+    so = _hwc(short_offsets, "short_offsets")
+    mo = _hwc(mid_offsets, "mid_offsets")
+    h, w, k = hm.shape
+    n_edges = len(POSE_CHAIN)
+    if k != len(COCO_KEYPOINT_NAMES):
+        raise ValueError(f"PoseNet heatmaps must have {len(COCO_KEYPOINT_NAMES)} parts, got {k}")
+    if so.shape != (h, w, 2 * k):
+        raise ValueError(f"PoseNet short_offsets must be {(h, w, 2 * k)}, got {so.shape}")
+    if mo.shape != (h, w, 4 * n_edges):
+        raise ValueError(f"PoseNet mid_offsets must be {(h, w, 4 * n_edges)}, got {mo.shape}")
+    stride = float(output_stride)
+    if not stride > 0:
+        raise ValueError(f"output_stride must be positive, got {output_stride}")
+    if input_size is None:
+        in_h, in_w = (h - 1) * stride + 1, (w - 1) * stride + 1
+    else:
+        in_h, in_w = (float(v) for v in input_size)
+
+    scores = _sigmoid(hm) if heatmaps_are_logits else hm
+    so = np.nan_to_num(so, nan=0.0, posinf=_BIG, neginf=-_BIG)
+    mo = np.nan_to_num(mo, nan=0.0, posinf=_BIG, neginf=-_BIG)
+    fwd = (mo[..., :n_edges], mo[..., n_edges : 2 * n_edges])
+    bwd = (mo[..., 2 * n_edges : 3 * n_edges], mo[..., 3 * n_edges :])
+    safe_scores = np.nan_to_num(scores, nan=0.0, posinf=1.0, neginf=0.0)
+
+    def cell(y: float, x: float) -> tuple[int, int]:
+        """The heatmap cell nearest to input pixel (y, x) (JS Math.round), clamped to the map."""
+        fy, fx = np.nan_to_num(np.floor(np.array([y, x]) / stride + 0.5), nan=0.0)
+        return int(np.clip(fy, 0, h - 1)), int(np.clip(fx, 0, w - 1))
+
+    def traverse(edge: int, src: np.ndarray, target: int, disp: tuple[np.ndarray, np.ndarray]):
+        iy, ix = cell(src[0], src[1])
+        point = src + np.array([disp[0][iy, ix, edge], disp[1][iy, ix, edge]])
+        for _ in range(refine_steps):
+            iy, ix = cell(point[0], point[1])
+            point = np.array([iy * stride + so[iy, ix, target], ix * stride + so[iy, ix, k + target]])
+        iy, ix = cell(point[0], point[1])
+        return point, float(safe_scores[iy, ix, target])
+
+    sq_radius = float(nms_radius) ** 2
+    poses_xy: list[np.ndarray] = []  # (K, 2) as (y, x) input pixels
+    results: list[tuple[float, np.ndarray, np.ndarray]] = []
+    ys, xs, parts, part_scores = part_candidates(scores, score_threshold, local_maximum_radius)
+    for y, x, part, root_score in zip(ys, xs, parts, part_scores, strict=True):
+        if len(results) >= max_poses:
+            break
+        root = np.array([y * stride + so[y, x, part], x * stride + so[y, x, k + part]])
+        if any(((p[part] - root) ** 2).sum() <= sq_radius for p in poses_xy):
+            continue
+        pos = np.zeros((k, 2))
+        kp_scores = np.zeros(k)
+        done = np.zeros(k, dtype=bool)
+        pos[part], kp_scores[part], done[part] = root, min(float(root_score), 1.0), True
+        for edge in range(n_edges - 1, -1, -1):
+            parent, child = POSE_CHAIN[edge]
+            if done[child] and not done[parent]:
+                pos[parent], kp_scores[parent] = traverse(edge, pos[child], parent, bwd)
+                done[parent] = True
+        for edge in range(n_edges):
+            parent, child = POSE_CHAIN[edge]
+            if done[parent] and not done[child]:
+                pos[child], kp_scores[child] = traverse(edge, pos[parent], child, fwd)
+                done[child] = True
+        if poses_xy:
+            prev = np.stack(poses_xy)  # (P, K, 2)
+            overlapped = (((prev - pos[None]) ** 2).sum(-1) <= sq_radius).any(0)
+        else:
+            overlapped = np.zeros(k, dtype=bool)
+        instance_score = float(kp_scores[~overlapped].sum() / k)
+        poses_xy.append(pos)
+        results.append((instance_score, pos, kp_scores))
+
+    poses: list[Pose] = []
+    for instance_score, pos, kp_scores in results:
+        if instance_score < min_pose_score:
+            continue
+        # Heatmap cells index pixels; a pixel's centre is at index + 0.5 in normalized terms.
+        xy = np.stack([(pos[:, 1] + 0.5) / in_w, (pos[:, 0] + 0.5) / in_h], axis=1)
+        xy = np.clip(np.nan_to_num(xy, nan=0.0), 0.0, 1.0)
+        kps = tuple(Keypoint(float(a), float(b), float(s)) for (a, b), s in zip(xy, kp_scores, strict=True))
+        box = None if box_score_threshold is None else keypoints_box(xy, kp_scores, box_score_threshold)
+        poses.append(Pose(kps, instance_score, box))
+    poses.sort(key=lambda p: -p.score)
+    return poses

@@ -1,0 +1,162 @@
+"""SSD decoders: ``TFLite_Detection_PostProcess`` outputs, or raw box encodings + anchors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgekit.core.boxes import batched_nms, yxyx_to_xyxy
+from edgekit.core.types import Detection
+from edgekit.runtime.decoders import _class_ids, make_detections
+
+__all__ = ["decode_boxes", "decode_postprocessed", "decode_raw"]
+
+# exp() argument cap for the box size terms (torchvision's bbox_xform_clip = log(1000 / 16)).
+_MAX_LOG_SCALE = float(np.log(1000.0 / 16))
+
+
+def _squeeze_batch(a: np.ndarray, ndim: int, name: str, last: int | None = None) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    while arr.ndim > ndim and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != ndim or (last is not None and arr.shape[-1] != last):
+        want = "(N,)" if ndim == 1 else f"(N, {last if last is not None else 'C'})"
+        raise ValueError(f"{name} must have shape {want} (optionally with a batch of 1), got {np.shape(a)}")
+    return arr
+
+
+def decode_postprocessed(
+    boxes_yxyx: np.ndarray,
+    classes: np.ndarray,
+    scores: np.ndarray,
+    count: float | np.ndarray | None = None,
+    *,
+    score_threshold: float = 0.5,
+    labels: Sequence[str] | None = None,
+    label_offset: int = 0,
+    max_detections: int | None = None,
+) -> list[Detection]:
+    """Decode the four outputs of ``TFLite_Detection_PostProcess``.
+
+    ``boxes_yxyx`` (N, 4) normalized ``ymin, xmin, ymax, xmax``; ``classes`` (N,) class indices
+    (floats); ``scores`` (N,); ``count`` the number of valid rows (a float in TFLite; None = all).
+    A batch dimension of 1 is accepted. The label of class ``c`` is ``labels[c + label_offset]``
+    (``label_offset=1`` for label maps whose first line is the background "???").
+    """
+    b = _squeeze_batch(boxes_yxyx, 2, "boxes", 4)
+    c = _squeeze_batch(classes, 1, "classes")
+    s = _squeeze_batch(scores, 1, "scores")
+    n = b.shape[0]
+    if c.shape[0] != n or s.shape[0] != n:
+        raise ValueError(f"boxes ({n}), classes ({c.shape[0]}) and scores ({s.shape[0]}) disagree in length")
+    if count is not None:
+        cnt = np.asarray(count, dtype=np.float64).reshape(-1)
+        if cnt.size != 1:
+            raise ValueError(f"count must be a single number, got shape {np.shape(count)}")
+        v = float(cnt[0])
+        n = int(np.clip(v, 0, n)) if np.isfinite(v) else (n if v > 0 else 0)
+    b, c, s = b[:n], c[:n], s[:n]
+    keep = s >= score_threshold
+    return make_detections(
+        yxyx_to_xyxy(b[keep]),
+        s[keep],
+        _class_ids(c[keep]),
+        labels=labels,
+        label_offset=label_offset,
+        max_detections=max_detections,
+    )
+
+
+def decode_boxes(
+    box_encodings: np.ndarray,
+    anchors: np.ndarray,
+    scales: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+) -> np.ndarray:
+    """Standard SSD box coder: ``(ty, tx, th, tw)`` against anchors ``(cy, cx, h, w)`` -> xyxy.
+
+    ``cy = ty / sy * ha + cya``, ``h = exp(th / sh) * ha`` (and the same for x, w). The exponent
+    is capped so huge encodings give huge but finite boxes.
+    """
+    e = _squeeze_batch(box_encodings, 2, "box_encodings", 4)
+    a = _squeeze_batch(anchors, 2, "anchors", 4)
+    if e.shape[0] != a.shape[0]:
+        raise ValueError(f"box_encodings has {e.shape[0]} rows but anchors has {a.shape[0]}")
+    sy, sx, sh, sw = (float(v) for v in scales)
+    if min(sy, sx, sh, sw) <= 0:
+        raise ValueError(f"scales must be positive, got {tuple(scales)}")
+    with np.errstate(invalid="ignore", over="ignore"):
+        cy = e[:, 0] / sy * a[:, 2] + a[:, 0]
+        cx = e[:, 1] / sx * a[:, 3] + a[:, 1]
+        h = np.exp(np.minimum(e[:, 2] / sh, _MAX_LOG_SCALE)) * a[:, 2]
+        w = np.exp(np.minimum(e[:, 3] / sw, _MAX_LOG_SCALE)) * a[:, 3]
+        return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        if activation == "sigmoid":
+            return 0.5 * (1.0 + np.tanh(0.5 * logits))
+        if activation == "softmax":
+            z = logits - np.max(np.where(np.isfinite(logits), logits, -np.inf), axis=1, keepdims=True)
+            z = np.where(np.isfinite(z), z, -np.inf)
+            ez = np.exp(z)
+            total = ez.sum(axis=1, keepdims=True)
+            return np.divide(ez, total, out=np.zeros_like(ez), where=total > 0)
+    raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
+
+
+def decode_raw(
+    box_encodings: np.ndarray,
+    class_scores: np.ndarray,
+    anchors: np.ndarray,
+    *,
+    scales: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+    has_background: bool = True,
+    score_threshold: float = 0.5,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+    labels: Sequence[str] | None = None,
+    label_offset: int = 0,
+    scores_are_logits: bool = False,
+    activation: str = "sigmoid",
+    class_agnostic: bool = False,
+    pre_nms_top_k: int | None = 3000,
+) -> list[Detection]:
+    """Decode raw SSD heads: box encodings (A, 4), class scores (A, C[+1]), anchors (A, 4).
+
+    With ``scores_are_logits`` the scores go through ``activation`` ("sigmoid" or "softmax",
+    softmax over all columns including the background). With ``has_background`` the first column
+    is dropped and class ids count from the first real class. Every (anchor, class) pair above
+    ``score_threshold`` is a candidate; the best ``pre_nms_top_k`` go through per-class NMS
+    (class-agnostic when asked) and the best ``max_detections`` are returned.
+    """
+    scores = _squeeze_batch(class_scores, 2, "class_scores")
+    boxes = decode_boxes(box_encodings, anchors, scales)
+    if scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"class_scores has {scores.shape[0]} rows but there are {boxes.shape[0]} anchors")
+    if scores_are_logits:
+        scores = _activate(scores, activation)
+    if has_background:
+        if scores.shape[1] < 2:
+            raise ValueError(f"class_scores needs a background column and at least one class, got {scores.shape}")
+        scores = scores[:, 1:]
+    valid_box = np.isfinite(boxes).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        cand = (scores >= score_threshold) & valid_box[:, None]
+    anchor_idx, class_idx = np.nonzero(cand)
+    cand_scores = scores[anchor_idx, class_idx]
+    if pre_nms_top_k is not None and cand_scores.size > pre_nms_top_k:
+        top = np.argsort(-cand_scores, kind="stable")[: max(int(pre_nms_top_k), 0)]
+        anchor_idx, class_idx, cand_scores = anchor_idx[top], class_idx[top], cand_scores[top]
+    cand_boxes = boxes[anchor_idx]
+    groups = np.zeros_like(class_idx) if class_agnostic else class_idx
+    keep = batched_nms(cand_boxes, cand_scores, groups, iou_threshold, max_detections)
+    return make_detections(
+        cand_boxes[keep],
+        cand_scores[keep],
+        class_idx[keep],
+        labels=labels,
+        label_offset=label_offset,
+        max_detections=max_detections,
+    )
