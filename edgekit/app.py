@@ -25,11 +25,11 @@ DEFAULT_MODEL_NAMES: dict[str, tuple[str, ...]] = {
     task: (f"{task}_default.tflite", f"{task}_default_int8.tflite") for task in TASKS
 }
 
-# A hint per task on how to get a model while none is packaged.
+# A registry model per task to suggest while no default is packaged (`edgekit models list`).
 _EXPORT_HINT = {
-    "detect": "edgekit export ssdlite_mobilenet_v2 --format int8",
-    "pose": "edgekit export movenet --format int8",
-    "classify": "edgekit export mobilenet_v2 --format int8",
+    "detect": "ssdlite_mobilenet_v2",
+    "pose": "movenet_mobilenet_v2",
+    "classify": "mobilenet_v2",
 }
 
 
@@ -90,7 +90,8 @@ def default_model(task: str, assets: Path | None = None) -> Path:
             return candidate
     raise UsageError(
         f"no default {task} model is packaged with this edgekit yet; pass --model MODEL.tflite",
-        hint=f"make one with `{_EXPORT_HINT[task]}`, or use any TFLite {task} model file",
+        hint=f"train and export one, e.g. `edgekit export {_EXPORT_HINT[task]} --out {task}.tflite`, "
+        f"or use any TFLite {task} model, e.g. from the Coral model zoo",
     )
 
 

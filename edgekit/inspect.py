@@ -49,7 +49,10 @@ def _edgetpu_report(graph: Any) -> dict[str, Any] | None:
         from edgekit.export.edgetpu import check_edgetpu, summarize
     except ImportError:
         return None
-    report = dict(check_edgetpu(graph))
+    try:
+        report = dict(check_edgetpu(graph))
+    except ValueError as exc:  # a graph the checker cannot follow: say so, keep the rest
+        return {"error": str(exc)}
     summary = summarize(report)
     report.pop("ops", None)
     report["summary"] = summary
@@ -57,8 +60,15 @@ def _edgetpu_report(graph: Any) -> dict[str, Any] | None:
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
+    """The spec as JSON, without labels (reported apart) and with long lists (anchors) summarised."""
     data = dataclasses.asdict(spec)
     data.pop("labels", None)
+    params = {}
+    for key, value in data.get("decoder_params", {}).items():
+        if isinstance(value, (list, tuple)) and len(value) > 16:
+            value = f"<{len(value)} values>"
+        params[key] = value
+    data["decoder_params"] = params
     return data
 
 
@@ -266,7 +276,7 @@ def format_description(info: dict[str, Any]) -> str:
         lines.append("flex (TF select) ops: yes - no device runtime here can run them")
     tpu = info["edgetpu"]
     if tpu is not None:
-        lines.append(f"edge tpu mapping: {tpu['summary']}")
+        lines.append(f"edge tpu mapping: {tpu.get('summary') or tpu.get('error')}")
     if info["loadable"] is True:
         b = info["backend"] or {}
         lines.append(

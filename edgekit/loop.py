@@ -293,8 +293,10 @@ class _Run:
             out.close()
 
     def output_worker(self, inbox: _Channel) -> None:
+        # Runs until the inference thread closes its channel (it always does, also after an
+        # error), so every result produced reaches the sinks unless a sink itself failed.
         try:
-            while not self.abort.is_set():
+            while True:
                 item = inbox.get()
                 if item is _EMPTY:
                     continue

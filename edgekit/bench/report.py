@@ -82,19 +82,18 @@ def write_csv(path: str | Path, results: Sequence[BenchResult]) -> Path:
 
 
 def table(results: Sequence[BenchResult], title: str | None = None) -> Any:
-    """A ``rich.table.Table``: p50 of each stage, and p50/p90/p99/mean±std of the total."""
+    """A ``rich.table.Table``: p50 of each stage, p90/p99/mean±std of the total, and fps."""
     from rich.table import Table
 
     backends = sorted({r.backend for r in results})
     if title is not None and len(backends) == 1:
         title = f"{title} - {backends[0]}"
-    t = Table(title=title, title_justify="left")
-    t.add_column("model")
+    t = Table(title=title, title_justify="left", caption_justify="left")
+    t.add_column("model", overflow="fold", min_width=12)
     if len(backends) > 1:
         t.add_column("backend")
-    for name in ("threads", "pre p50", "invoke p50", "invoke p90", "post p50"):
-        t.add_column(name, justify="right")
-    for name in ("total p50", "total p90", "total p99", "mean±std", "fps"):
+    t.add_column("thr", justify="right")
+    for name in ("pre", "invoke", "post", "total", "total p90", "total p99", "mean±std", "fps"):
         t.add_column(name, justify="right")
     for r in results:
         s = r.stages
@@ -106,17 +105,18 @@ def table(results: Sequence[BenchResult], title: str | None = None) -> Any:
             "default" if r.threads is None else str(r.threads),
             f"{s['preprocess'].p50_ms:.2f}",
             f"{s['invoke'].p50_ms:.2f}",
-            f"{s['invoke'].p90_ms:.2f}",
             f"{s['postprocess'].p50_ms:.2f}",
             f"{tot.p50_ms:.2f}",
             f"{tot.p90_ms:.2f}",
             f"{tot.p99_ms:.2f}",
-            f"{tot.mean_ms:.2f}±{tot.std_ms:.2f}",
-            f"{1000.0 / tot.p50_ms:.1f}" if tot.p50_ms > 0 else "-",
+            f"{tot.mean_ms:.1f}±{tot.std_ms:.1f}",
+            f"{1000.0 / tot.p50_ms:.0f}" if tot.p50_ms > 0 else "-",
         ]
         t.add_row(*row)
-    t.caption = "milliseconds; fps = 1000 / total p50 (one frame at a time, no pipelining)"
-    t.caption_justify = "left"
+    t.caption = (
+        "milliseconds, p50 unless marked; fps = 1000 / total p50 (one frame at a time); "
+        "all percentiles in --json"
+    )
     return t
 
 

@@ -143,7 +143,18 @@ def bench(
             f"{config.runs} runs each after {config.warmup} warm-up, "
             f"{'round-robin' if config.interleave else 'sequential'}"
         )
-    results = bench_models(config)
+    if quiet or not sys.stderr.isatty():
+        results = bench_models(config)
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(
+                "timed runs", total=config.runs * len(config.models) * len(config.threads)
+            )
+            results = bench_models(
+                config, progress=lambda done, total: bar.update(task, completed=done)
+            )
     if not quiet:
         console.print(report.table(results, title="edgekit bench (ms)"))
     if json_path is not None:

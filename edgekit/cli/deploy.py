@@ -14,12 +14,46 @@ _CTX = {"help_option_names": ["-h", "--help"]}
 
 
 @click.command(context_settings=_CTX)
-@click.option("--model", "-m", "models", multiple=True, type=click.Path(path_type=Path, dir_okay=False), help="A .tflite model to ship (repeatable; the first is the one the service runs). Overrides 'model:' in the config.")
-@click.option("--board", type=click.Choice(BOARDS), default=None, help="Target board (default: the config's, else rpi5).")
-@click.option("--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False), help="edgekit.yaml: task, source, outputs, thresholds, user, service options.")
-@click.option("--out", "-o", type=click.Path(path_type=Path, dir_okay=False), help="Bundle to write (e.g. edgekit-rpi5.tar.gz).")
-@click.option("--verify", "verify_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Check an existing bundle instead (safe paths, manifest) and exit.")
-def bundle(models: tuple[Path, ...], board: str | None, config_path: Path | None, out: Path | None, verify_path: Path | None) -> None:
+@click.option(
+    "--model",
+    "-m",
+    "models",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A .tflite model to ship (repeatable; the first is the one the service runs). Overrides 'model:' in the config.",
+)
+@click.option(
+    "--board",
+    type=click.Choice(BOARDS),
+    default=None,
+    help="Target board (default: the config's, else rpi5).",
+)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="edgekit.yaml: task, source, outputs, thresholds, user, service options.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Bundle to write (e.g. edgekit-rpi5.tar.gz).",
+)
+@click.option(
+    "--verify",
+    "verify_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Check an existing bundle instead (safe paths, manifest) and exit.",
+)
+def bundle(
+    models: tuple[Path, ...],
+    board: str | None,
+    config_path: Path | None,
+    out: Path | None,
+    verify_path: Path | None,
+) -> None:
     """Package model(s) + service for a board into one deterministic .tar.gz.
 
     \b
@@ -51,20 +85,79 @@ def bundle(models: tuple[Path, ...], board: str | None, config_path: Path | None
 
 @click.command(context_settings=_CTX)
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--device", "-d", required=True, type=click.Path(path_type=Path), help="Whole disk to overwrite (/dev/sdX, /dev/mmcblkN) or an image file.")
-@click.option("--bundle", "bundle_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Bundle installed at first boot (copied to the boot partition).")
-@click.option("--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False), help="edgekit.yaml (board, login_user, hostname, wifi_country).")
+@click.option(
+    "--device",
+    "-d",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Whole disk to overwrite (/dev/sdX, /dev/mmcblkN) or an image file.",
+)
+@click.option(
+    "--bundle",
+    "bundle_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Bundle installed at first boot (copied to the boot partition).",
+)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="edgekit.yaml (board, login_user, hostname, wifi_country).",
+)
 @click.option("--wifi", "ssid", default=None, help="Wi-Fi network name (SSID).")
-@click.option("--wifi-psk-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="File whose first line is the Wi-Fi passphrase (never given on the command line).")
-@click.option("--wifi-country", default=None, help="Two-letter regulatory country (GB, US, DE): Wi-Fi stays off without it.")
-@click.option("--ssh-key", "ssh_keys", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Public key file for the login user (repeatable).")
+@click.option(
+    "--wifi-psk-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="File whose first line is the Wi-Fi passphrase (never given on the command line).",
+)
+@click.option(
+    "--wifi-country",
+    default=None,
+    help="Two-letter regulatory country (GB, US, DE): Wi-Fi stays off without it.",
+)
+@click.option(
+    "--ssh-key",
+    "ssh_keys",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Public key file for the login user (repeatable).",
+)
 @click.option("--hostname", default=None, help="Hostname of the board (default: the config's).")
-@click.option("--first-boot", "route", type=click.Choice(["auto", "cloud-init", "firstrun"]), default="auto", show_default=True, help="cloud-init files, or Imager's firstrun.sh (auto: cloud-init when the image has it).")
+@click.option(
+    "--first-boot",
+    "route",
+    type=click.Choice(["auto", "cloud-init", "firstrun"]),
+    default="auto",
+    show_default=True,
+    help="cloud-init files, or Imager's firstrun.sh (auto: cloud-init when the image has it).",
+)
 @click.option("--no-provision", is_flag=True, help="Write the image as is (no first-boot files).")
-@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False, exists=True), help="Where the temporary image copy goes (needs the image's size free).")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Where the temporary image copy goes (needs the image's size free).",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force", is_flag=True, help="Allow a non-removable disk (some USB SD readers report so).")
-def flash(image: Path, device: Path, bundle_path: Path | None, config_path: Path | None, ssid: str | None, wifi_psk_file: Path | None, wifi_country: str | None, ssh_keys: tuple[Path, ...], hostname: str | None, route: str, no_provision: bool, workdir: Path | None, yes: bool, force: bool) -> None:
+@click.option(
+    "--force", is_flag=True, help="Allow a non-removable disk (some USB SD readers report so)."
+)
+def flash(
+    image: Path,
+    device: Path,
+    bundle_path: Path | None,
+    config_path: Path | None,
+    ssid: str | None,
+    wifi_psk_file: Path | None,
+    wifi_country: str | None,
+    ssh_keys: tuple[Path, ...],
+    hostname: str | None,
+    route: str,
+    no_provision: bool,
+    workdir: Path | None,
+    yes: bool,
+    force: bool,
+) -> None:
     """Write an OS image (.img, .img.xz, .zip) to an SD card, with first-boot setup.
 
     \b
@@ -84,7 +177,13 @@ def flash(image: Path, device: Path, bundle_path: Path | None, config_path: Path
           --bundle edgekit-rpi5.tar.gz --hostname cam1 --ssh-key ~/.ssh/id_ed25519.pub \\
           --wifi MyNet --wifi-psk-file ~/.wifi-psk --wifi-country GB
     """
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     from edgekit.deploy.flash import FirstBoot, FlashConfig, WifiConfig
     from edgekit.deploy.flash import flash as flash_image
@@ -104,11 +203,27 @@ def flash(image: Path, device: Path, bundle_path: Path | None, config_path: Path
         for path, key in zip(ssh_keys, keys, strict=True):
             if not key.startswith(("ssh-", "ecdsa-", "sk-")) or "PRIVATE KEY" in key:
                 raise UsageError(f"{path}: not an SSH public key (give the .pub file)")
-        first_boot = FirstBoot(hostname=cfg.hostname, ssh_keys=keys, wifi=wifi, bundle=bundle_path, route=route)
+        first_boot = FirstBoot(
+            hostname=cfg.hostname, ssh_keys=keys, wifi=wifi, bundle=bundle_path, route=route
+        )
     elif bundle_path or ssid or ssh_keys:
         raise UsageError("--no-provision cannot be combined with --bundle/--wifi/--ssh-key")
-    config = FlashConfig(image=image, device=device, first_boot=first_boot, deploy=cfg, yes=yes, force=force, workdir=workdir)
-    columns = ("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    config = FlashConfig(
+        image=image,
+        device=device,
+        first_boot=first_boot,
+        deploy=cfg,
+        yes=yes,
+        force=force,
+        workdir=workdir,
+    )
+    columns = (
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, transient=True) as bar:
         tasks: dict[str, int] = {}
 
@@ -124,19 +239,57 @@ def flash(image: Path, device: Path, bundle_path: Path | None, config_path: Path
             return answer
 
         result = flash_image(config, confirm=confirm, progress=progress)
-    injected = f"; first boot ({result.route}): {', '.join(result.injected)}" if result.injected else ""
-    click.echo(f"{device}: wrote and verified {result.size} bytes (sha256 {result.sha256[:16]}…){injected}")
+    injected = (
+        f"; first boot ({result.route}): {', '.join(result.injected)}" if result.injected else ""
+    )
+    click.echo(
+        f"{device}: wrote and verified {result.size} bytes (sha256 {result.sha256[:16]}…){injected}"
+    )
 
 
 @click.command(context_settings=_CTX)
 @click.argument("hosts", nargs=-1)
-@click.option("--bundle", "bundle_path", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Bundle made by `edgekit bundle`.")
-@click.option("--inventory", "-i", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Ansible inventory (HOSTS then limit it).")
+@click.option(
+    "--bundle",
+    "bundle_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Bundle made by `edgekit bundle`.",
+)
+@click.option(
+    "--inventory",
+    "-i",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Ansible inventory (HOSTS then limit it).",
+)
 @click.option("--user", "-u", default=None, help="SSH user (default: your ssh config's).")
-@click.option("--via", "mode", type=click.Choice(["auto", "ssh", "ansible"]), default="auto", show_default=True, help="auto: ssh for one host, Ansible for several or an inventory.")
-@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), help="Where the generated playbook/inventory go (default: a temp folder).")
-@click.option("--dry-run", is_flag=True, help="Print the commands (and write the playbook) without running them.")
-def deploy(hosts: tuple[str, ...], bundle_path: Path, inventory: Path | None, user: str | None, mode: str, workdir: Path | None, dry_run: bool) -> None:
+@click.option(
+    "--via",
+    "mode",
+    type=click.Choice(["auto", "ssh", "ansible"]),
+    default="auto",
+    show_default=True,
+    help="auto: ssh for one host, Ansible for several or an inventory.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the generated playbook/inventory go (default: a temp folder).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the commands (and write the playbook) without running them.",
+)
+def deploy(
+    hosts: tuple[str, ...],
+    bundle_path: Path,
+    inventory: Path | None,
+    user: str | None,
+    mode: str,
+    workdir: Path | None,
+    dry_run: bool,
+) -> None:
     """Install a bundle on running boards over SSH and restart edgekit.service.
 
     \b
@@ -155,7 +308,15 @@ def deploy(hosts: tuple[str, ...], bundle_path: Path, inventory: Path | None, us
     from edgekit.deploy.fleet import FleetConfig
     from edgekit.deploy.fleet import deploy as deploy_bundle
 
-    config = FleetConfig(bundle=bundle_path, hosts=hosts, inventory=inventory, user=user, mode=mode, dry_run=dry_run, workdir=workdir)
+    config = FleetConfig(
+        bundle=bundle_path,
+        hosts=hosts,
+        inventory=inventory,
+        user=user,
+        mode=mode,
+        dry_run=dry_run,
+        workdir=workdir,
+    )
     result = deploy_bundle(config)
     for path in result.files:
         click.echo(f"wrote {path}")

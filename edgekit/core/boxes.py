@@ -112,28 +112,33 @@ def nms(
         return np.zeros(0, dtype=np.int64)
     s = np.where(np.isnan(s), -np.inf, s)
     order = np.argsort(-s, kind="stable")
-    x0, y0, x1, y1 = (b[:, k] for k in range(4))
     limit = n if max_output is None else min(int(max_output), n)
+    b = b[order]
     with np.errstate(over="ignore", invalid="ignore"):
-        areas = np.clip(x1 - x0, 0.0, None) * np.clip(y1 - y0, 0.0, None)
-        keep = _greedy(order, x0, y0, x1, y1, areas, float(iou_threshold), limit)
+        keep = _greedy(b, order, float(iou_threshold), limit)
     return np.asarray(keep, dtype=np.int64)
 
 
-def _greedy(order, x0, y0, x1, y1, areas, iou_threshold: float, limit: int) -> list[int]:
-    """The greedy loop: take the best remaining box, drop the rest that overlap it."""
+def _greedy(b: np.ndarray, index: np.ndarray, iou_threshold: float, limit: int) -> list[int]:
+    """The greedy loop over score-sorted boxes ``b``: take the first, drop the rest overlapping it
+    by more than the threshold, repeat. Returns the ``index`` values kept.
+
+    Works on compacted contiguous columns (cheapest per iteration in numpy); the loop runs once
+    per *kept* box, never once per input box.
+    """
+    x0, y0, x1, y1 = (np.ascontiguousarray(b[:, k]) for k in range(4))
+    areas = np.maximum(x1 - x0, 0.0) * np.maximum(y1 - y0, 0.0)
     keep: list[int] = []
-    while order.size and len(keep) < limit:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        w = np.clip(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]), 0.0, None)
-        h = np.clip(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]), 0.0, None)
-        inter = w * h
-        union = areas[i] + areas[rest] - inter
-        ious = np.zeros_like(inter)
-        np.divide(inter, union, out=ious, where=union > 0)
-        order = rest[~(ious > iou_threshold)]
+    while index.size and len(keep) < limit:
+        keep.append(int(index[0]))
+        w = np.minimum(x1[0], x1[1:]) - np.maximum(x0[0], x0[1:])
+        h = np.minimum(y1[0], y1[1:]) - np.maximum(y0[0], y0[1:])
+        inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
+        union = areas[0] + areas[1:] - inter
+        # IoU > thr  <=>  inter > thr * union when union > 0; empty unions never suppress.
+        m = ~((inter > iou_threshold * union) & (union > 0))
+        x0, y0, x1, y1 = x0[1:][m], y0[1:][m], x1[1:][m], y1[1:][m]
+        areas, index = areas[1:][m], index[1:][m]
     return keep
 
 
@@ -165,8 +170,10 @@ def batched_nms(
         return nms(shifted, scores, iou_threshold, max_output)
     # Coordinates too large for the offset trick to stay exact: one NMS per class.
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    kept = [np.flatnonzero(cls_index == k)[nms(b[cls_index == k], s[cls_index == k], iou_threshold)]
-            for k in range(int(cls_index.max()) + 1)]
+    kept = [
+        np.flatnonzero(cls_index == k)[nms(b[cls_index == k], s[cls_index == k], iou_threshold)]
+        for k in range(int(cls_index.max()) + 1)
+    ]
     idx = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
     ks = np.where(np.isnan(s[idx]), -np.inf, s[idx])
     idx = idx[np.lexsort((idx, -ks))]

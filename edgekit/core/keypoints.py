@@ -78,13 +78,13 @@ COCO_SKELETON: tuple[tuple[int, int], ...] = tuple(
     )
 )
 
+# fmt: off
 #: Per-keypoint OKS falloff constants from the COCO evaluation (pycocotools).
-COCO_SIGMAS: np.ndarray = (
-    np.array(
-        [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
-    )
-    / 10.0
-)
+COCO_SIGMAS: np.ndarray = np.array(
+    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72,
+     0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
+) / 10.0
+# fmt: on
 COCO_SIGMAS.setflags(write=False)
 
 
@@ -121,9 +121,16 @@ def oks_matrix(
     area = np.asarray(areas, dtype=np.float64).reshape(-1)
     sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
     if pred.ndim != 3 or pred.shape[-1] != 2 or gt.ndim != 3 or gt.shape[-1] != 2:
-        raise ValueError(f"pred_xy and gt_xy must be (P, K, 2) and (G, K, 2), got {pred.shape}, {gt.shape}")
+        raise ValueError(
+            f"pred_xy and gt_xy must be (P, K, 2) and (G, K, 2), got {pred.shape}, {gt.shape}"
+        )
     k = gt.shape[1]
-    if pred.shape[1] != k or sig.shape[0] != k or vis.shape != gt.shape[:2] or area.shape[0] != gt.shape[0]:
+    if (
+        pred.shape[1] != k
+        or sig.shape[0] != k
+        or vis.shape != gt.shape[:2]
+        or area.shape[0] != gt.shape[0]
+    ):
         raise ValueError(
             f"inconsistent shapes: pred {pred.shape}, gt {gt.shape}, visibility {vis.shape}, "
             f"areas {area.shape}, sigmas {sig.shape}"
@@ -167,7 +174,9 @@ def pck(
     p = np.asarray(pred, dtype=np.float64)
     g = np.asarray(gt, dtype=np.float64)
     if p.shape != g.shape or p.ndim < 2 or p.shape[-1] != 2:
-        raise ValueError(f"pred and gt must have the same (..., K, 2) shape, got {p.shape}, {g.shape}")
+        raise ValueError(
+            f"pred and gt must have the same (..., K, 2) shape, got {p.shape}, {g.shape}"
+        )
     dist = np.sqrt(((p - g) ** 2).sum(-1))
     vis = np.ones(dist.shape, bool) if visibility is None else np.asarray(visibility) > 0
     if vis.shape != dist.shape:

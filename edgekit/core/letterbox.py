@@ -85,11 +85,15 @@ class Transform:
         """Place an image already resized to ``resized_hw`` into an ``input_hw`` canvas."""
         img = np.asarray(resized)
         if img.shape[:2] != self.resized_hw:
-            raise ValueError(f"image is {img.shape[:2]} but the transform expects {self.resized_hw}")
+            raise ValueError(
+                f"image is {img.shape[:2]} but the transform expects {self.resized_hw}"
+            )
         if self.pad_x == 0 and self.pad_y == 0 and self.resized_hw == self.input_hw:
             return img
         out = np.full((*self.input_hw, *img.shape[2:]), fill, dtype=img.dtype)
-        out[self.pad_y : self.pad_y + self.resized_h, self.pad_x : self.pad_x + self.resized_w] = img
+        out[self.pad_y : self.pad_y + self.resized_h, self.pad_x : self.pad_x + self.resized_w] = (
+            img
+        )
         return out
 
     # --- coordinate mapping ---------------------------------------------------------------
@@ -174,11 +178,13 @@ def letterbox_transform(frame_hw: tuple[int, int], input_hw: tuple[int, int]) ->
     ih, iw = _hw(input_hw, "input_hw")
     s = min(ih / fh, iw / fw)
     # The limiting side is set exactly (avoids round(f * s) landing one pixel off).
-    new_h = ih if ih / fh <= iw / fw else min(ih, max(1, int(round(fh * s))))
-    new_w = iw if iw / fw <= ih / fh else min(iw, max(1, int(round(fw * s))))
+    new_h = ih if ih / fh <= iw / fw else min(ih, max(1, round(fh * s)))
+    new_w = iw if iw / fw <= ih / fh else min(iw, max(1, round(fw * s)))
     pad_x = (iw - new_w) // 2
     pad_y = (ih - new_h) // 2
-    return Transform((fh, fw), (ih, iw), new_w / fw, new_h / fh, pad_x, pad_y, (new_h, new_w), "letterbox")
+    return Transform(
+        (fh, fw), (ih, iw), new_w / fw, new_h / fh, pad_x, pad_y, (new_h, new_w), "letterbox"
+    )
 
 
 def make_transform(mode: str, frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> Transform:

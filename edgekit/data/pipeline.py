@@ -170,18 +170,10 @@ def make_pipeline(
 
         def maybe_mosaic(images, targets):
             def mosaics():
-                outs = []
-                for k in range(4):  # four mosaics from the same four images, rotated order
-                    order = [(k + j) % 4 for j in range(4)]
-                    imgs = tf.gather(images, order)
-                    tg = {key: tf.gather(v, order) for key, v in targets.items() if key != "image_index"}
-                    image, t = aug.mosaic4(imgs, tg, out_hw, augment, config.pad_value)
-                    t["image_index"] = targets["image_index"][k]
-                    outs.append((image, t))
-                return (
-                    tf.stack([o[0] for o in outs]),
-                    {key: tf.stack([o[1][key] for o in outs]) for key in outs[0][1]},
-                )
+                tg = {key: v for key, v in targets.items() if key != "image_index"}
+                out, t = aug.mosaic4(images, tg, out_hw, augment, config.pad_value, count=4)
+                t["image_index"] = targets["image_index"]
+                return out, t
 
             return tf.cond(tf.random.uniform([], seed=config.seed) < prob, mosaics, lambda: (images, targets))
 
@@ -223,17 +215,19 @@ def _crops_pipeline(dataset: Dataset, config: PipelineConfig, augment, geometry,
 
 
 def measure_throughput(ds, *, warmup_batches: int = 2, max_batches: int | None = None) -> dict[str, float]:
-    """Iterate a (batched) pipeline and report images/s after ``warmup_batches``."""
+    """Iterate a (batched) pipeline and report images/s after ``warmup_batches``: wall-clock
+    ``images_per_s`` and ``images_per_cpu_s`` (per second of this process's CPU time, all
+    threads: a figure that depends less on what else the machine is running)."""
     import time
 
     n_images = 0
     batches = 0
-    start = None
+    start = cpu_start = None
     for element in ds:
         image = element[0] if isinstance(element, tuple) else element
         batches += 1
         if batches == warmup_batches:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             continue
         if start is not None:
             n_images += int(image.shape[0])
@@ -242,4 +236,11 @@ def measure_throughput(ds, *, warmup_batches: int = 2, max_batches: int | None =
     if start is None or n_images == 0:
         raise DatasetError("measure_throughput: not enough batches to measure")
     seconds = time.perf_counter() - start
-    return {"images": float(n_images), "seconds": seconds, "images_per_s": n_images / seconds}
+    cpu = time.process_time() - cpu_start
+    return {
+        "images": float(n_images),
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "images_per_s": n_images / seconds,
+        "images_per_cpu_s": n_images / cpu if cpu > 0 else float("nan"),
+    }

@@ -121,7 +121,9 @@ class SysfsBlockDeviceInfo:
         dev = f"{rdev[0]}:{rdev[1]}"
         node = self._sys_node(dev)
         if node is None:
-            return BlockDevice(path=str(path), is_block=True, dev=dev, size_bytes=0, removable=False)
+            return BlockDevice(
+                path=str(path), is_block=True, dev=dev, size_bytes=0, removable=False
+            )
         is_partition = (node / "partition").exists()
         disk = node.parent if is_partition else node
         sectors = self._read(node / "size")

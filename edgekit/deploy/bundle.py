@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.sha256"
 FIXED_MTIME = 1577836800  # 2020-01-01T00:00:00Z: old enough to be fixed, new enough for tar
-MAX_UNPACKED = 8 << 30
+MAX_UNPACKED = 1 << 30  # bundles hold a few small models; refuse gzip bombs
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  (\S(?:.*\S)?)$")
 
 
@@ -73,7 +73,9 @@ def bundle_files(cfg: DeployConfig) -> list[BundleFile]:
     installs: list[dict[str, object]] = []  # what install.sh puts where
     for src, name in zip(cfg.models, cfg.model_names, strict=True):
         files.append(BundleFile(f"models/{name}", _check_model(Path(src))))
-        installs.append({"mode": 0o644, "src": f"models/{name}", "dst": str(prefix / "models" / name)})
+        installs.append(
+            {"mode": 0o644, "src": f"models/{name}", "dst": str(prefix / "models" / name)}
+        )
     cfg_yaml = yaml.safe_dump(config_to_dict(cfg), sort_keys=False).encode()
     files.append(BundleFile("edgekit.yaml", cfg_yaml))
     installs.append({"mode": 0o644, "src": "edgekit.yaml", "dst": "/etc/edgekit/edgekit.yaml"})
@@ -81,7 +83,9 @@ def bundle_files(cfg: DeployConfig) -> list[BundleFile]:
         files.append(BundleFile(f"rootfs{dst}", data, mode))
         installs.append({"mode": mode, "src": f"rootfs{dst}", "dst": dst})
     if board(cfg).camera_fragment:
-        files.append(BundleFile("firmware/config-camera.txt", read_static("raspberrypi/config-camera.txt")))
+        files.append(
+            BundleFile("firmware/config-camera.txt", read_static("raspberrypi/config-camera.txt"))
+        )
     script = render("common/install.sh.j2", cfg, entries=installs, unit_name=UNIT_NAME)
     files.append(BundleFile("install.sh", script.encode(), 0o755))
     files.sort(key=lambda f: f.name)
@@ -141,7 +145,9 @@ def _check_member(path: Path, m: tarfile.TarInfo) -> str:
     name = _safe_name(path, m.name)
     if m.issym() or m.islnk():
         target = PurePosixPath(name).parent / m.linkname
-        escapes = m.linkname.startswith("/") or ".." in PurePosixPath(os.path.normpath(str(target))).parts
+        escapes = (
+            m.linkname.startswith("/") or ".." in PurePosixPath(os.path.normpath(str(target))).parts
+        )
         why = "escapes the bundle" if escapes else "links are not allowed in bundles"
         raise DeployError(f"{path}: unsafe member {name!r} -> {m.linkname!r}: {why}")
     if not (m.isfile() or m.isdir()):
@@ -153,7 +159,13 @@ def _read_members(path: Path) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
     out: dict[str, tuple[tarfile.TarInfo, bytes]] = {}
     total = 0
     try:
-        with tarfile.open(path, "r:gz") as tar:
+        # Decompress fully first: gzip checks its CRC and length only at the very end, and a
+        # truncated archive can otherwise still list every member.
+        with gzip.open(path, "rb") as gz:
+            raw = gz.read(MAX_UNPACKED + 1)
+        if len(raw) > MAX_UNPACKED:
+            raise DeployError(f"{path}: unpacks to more than {MAX_UNPACKED} bytes")
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             for m in tar:
                 name = _check_member(path, m)
                 if m.isdir():
@@ -170,7 +182,9 @@ def _read_members(path: Path) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
     return out
 
 
-def _check_manifest(path: Path, members: dict[str, tuple[tarfile.TarInfo, bytes]]) -> dict[str, str]:
+def _check_manifest(
+    path: Path, members: dict[str, tuple[tarfile.TarInfo, bytes]]
+) -> dict[str, str]:
     if MANIFEST not in members:
         raise DeployError(f"{path}: no {MANIFEST} in the bundle")
     listed: dict[str, str] = {}

@@ -185,7 +185,10 @@ def validate(cfg: DeployConfig, *, source: str = "edgekit.yaml") -> None:
         raise bad("service.watchdog_sec/restart_sec", "must be >= 0")
     if not -20 <= svc.nice <= 19:
         raise bad("service.nice", "must be within [-20, 19]")
-    for name, path in (("service.output_dir", svc.output_dir), ("install.prefix", cfg.install.prefix)):
+    for name, path in (
+        ("service.output_dir", svc.output_dir),
+        ("install.prefix", cfg.install.prefix),
+    ):
         p = PurePosixPath(path)
         if not p.is_absolute() or ".." in p.parts or any(c in path for c in " \t\n\"'%$\\"):
             raise bad(name, f"must be an absolute path without '..', spaces or quotes: {path!r}")

@@ -184,12 +184,17 @@ def inject_first_boot(image: Path, fb: FirstBoot, cfg: DeployConfig) -> tuple[st
         put("user-data", user_data)
         put("network-config", render("raspberrypi/network-config.j2", cfg, **ctx).encode())
         instance = "edgekit-" + hashlib.sha256(user_data).hexdigest()[:16]
-        put("meta-data", render("raspberrypi/meta-data.j2", cfg, instance_id=instance, **ctx).encode())
+        put(
+            "meta-data",
+            render("raspberrypi/meta-data.j2", cfg, instance_id=instance, **ctx).encode(),
+        )
     else:
         put("firstrun.sh", render("raspberrypi/firstrun.sh.j2", cfg, **ctx).encode())
         cmdline = fat.read("cmdline.txt").decode().strip() if fat.exists("cmdline.txt") else ""
         if not cmdline:
-            raise DeployError(f"{image}: no cmdline.txt in the boot partition for the firstrun hook")
+            raise DeployError(
+                f"{image}: no cmdline.txt in the boot partition for the firstrun hook"
+            )
         if "systemd.run=" not in cmdline:
             put("cmdline.txt", f"{cmdline} {CMDLINE_HOOK}\n".encode())
     put("ssh", b"")  # Raspberry Pi OS: an empty 'ssh' file enables the SSH server

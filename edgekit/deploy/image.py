@@ -169,7 +169,9 @@ def find_boot_partition(image: str | Path) -> Partition:
     """The first FAT partition (Raspberry Pi OS: ``bootfs``, mounted at /boot/firmware)."""
     parts = read_partitions(image)
     for p in parts:
-        if p.fs is not None and (int(p.type, 16) in FAT_MBR_TYPES if p.type.startswith("0x") else p.type in GPT_FAT_TYPES):
+        if p.fs is not None and (
+            int(p.type, 16) in FAT_MBR_TYPES if p.type.startswith("0x") else p.type in GPT_FAT_TYPES
+        ):
             return p
     for p in parts:  # a FAT filesystem behind an unusual type code
         if p.fs is not None:

@@ -36,6 +36,7 @@ class Board:
     device_allow: tuple[str, ...]
     udev_rules: tuple[str, ...]
     camera_fragment: bool
+    systemd: int  # systemd version of the OS (unit directives newer than it are left out)
 
 
 _PI_CAMERA_DEVICES = (
@@ -49,23 +50,23 @@ _PI_PACKAGES = ("python3-picamera2", "python3-libcamera", "python3-venv")
 BOARDS: dict[str, Board] = {
     "rpi5": Board(
         "rpi5", "Raspberry Pi OS Bookworm", _PI_PACKAGES, False, ("video",),
-        _PI_CAMERA_DEVICES, (), True,
+        _PI_CAMERA_DEVICES, (), True, 252,
     ),
     "rpi4": Board(
         "rpi4", "Raspberry Pi OS Bookworm", _PI_PACKAGES, False, ("video",),
-        _PI_CAMERA_DEVICES, (), True,
+        _PI_CAMERA_DEVICES, (), True, 252,
     ),
     "coral-usb": Board(
         "coral-usb", "Raspberry Pi OS Bookworm + Coral USB Accelerator",
         (*_PI_PACKAGES, "libedgetpu1-std"), True, ("video", "plugdev"),
         (*_PI_CAMERA_DEVICES, "char-usb_device rw"),  # libusb opens /dev/bus/usb/BBB/DDD
-        ("99-edgetpu-accelerator.rules",), True,
+        ("99-edgetpu-accelerator.rules",), True, 252,
     ),
     "coral-devboard": Board(
         "coral-devboard", "Mendel Linux (Coral Dev Board / Dev Board Mini)",
         ("python3-venv", "libedgetpu1-std"), False, ("video", "apex"),
         ("char-video4linux rw", "char-media rw", "/dev/apex_0 rw", "char-apex rw"),
-        (), False,
+        (), False, 241,  # Mendel Eagle/Day: Debian 10
     ),
 }  # fmt: skip
 
@@ -161,8 +162,14 @@ def board_files(cfg: DeployConfig) -> dict[str, tuple[bytes, int]]:
     """Files the bundle installs, as ``{absolute path on the board: (content, mode)}``."""
     b = board(cfg)
     files: dict[str, tuple[bytes, int]] = {
-        f"/etc/systemd/system/{UNIT_NAME}": (render("common/edgekit.service.j2", cfg).encode(), 0o644),
-        "/usr/lib/sysusers.d/edgekit.conf": (render("common/sysusers.conf.j2", cfg).encode(), 0o644),
+        f"/etc/systemd/system/{UNIT_NAME}": (
+            render("common/edgekit.service.j2", cfg).encode(),
+            0o644,
+        ),
+        "/usr/lib/sysusers.d/edgekit.conf": (
+            render("common/sysusers.conf.j2", cfg).encode(),
+            0o644,
+        ),
     }
     for rule in b.udev_rules:
         files[f"/etc/udev/rules.d/{rule}"] = (read_static(f"raspberrypi/{rule}"), 0o644)

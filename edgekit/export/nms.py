@@ -47,11 +47,14 @@ class NMSConfig:
 def ssd_anchor_array(spec: ModelSpec) -> np.ndarray:
     """The ``(A, 4)`` (cy, cx, h, w) anchors an ``ssd_raw`` spec describes."""
     params = spec.decoder_params
-    if "anchors" in params:
-        return np.asarray(params["anchors"], dtype=np.float32).reshape(-1, 4)
-    if "anchor_config" in params:
-        from edgekit.core.anchors import ssd_anchors
+    from edgekit.core.anchors import ssd_anchors
 
+    anchors = params.get("anchors")
+    if isinstance(anchors, dict):  # the generator's keyword arguments (what the zoo embeds)
+        return np.asarray(ssd_anchors(**anchors), dtype=np.float32)
+    if anchors is not None:
+        return np.asarray(anchors, dtype=np.float32).reshape(-1, 4)
+    if "anchor_config" in params:
         return np.asarray(ssd_anchors(**params["anchor_config"]), dtype=np.float32)
     raise ExportError(
         f"SSD spec {spec.name!r} has neither 'anchors' nor 'anchor_config' in decoder_params"
@@ -62,7 +65,10 @@ def _ssd_output_positions(model: Any, spec: ModelSpec) -> tuple[int, int]:
     pos = spec.decoder_params.get("outputs")
     if isinstance(pos, dict) and "box_encodings" in pos and "class_scores" in pos:
         return int(pos["box_encodings"]), int(pos["class_scores"])
-    names = [str(n).lower() for n in getattr(model, "output_names", [])]
+    names = [
+        str(n).lower()
+        for n in spec.decoder_params.get("output_names") or getattr(model, "output_names", [])
+    ]
     if len(names) == 2:
         boxes = [i for i, n in enumerate(names) if "box" in n]
         if len(boxes) == 1:
@@ -173,7 +179,7 @@ def yolo_serving_fn(model: Any, spec: ModelSpec, cfg: NMSConfig) -> tuple[Callab
     has_obj = bool(params.get("has_objectness", False))
     extra = 5 if has_obj else 4
     channels_first = shape[1] < shape[2]
-    normalized = bool(params.get("normalized", False))
+    normalized = bool(params.get("normalized", True))
     in_h, in_w = spec.input_size
     k = cfg.max_detections
     use_v5 = cfg.yolo_op == "v5"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import os
 import shutil
 import tempfile
@@ -79,7 +80,9 @@ def _require_tf() -> Any:
     return tf
 
 
-def _representative(spec: ModelSpec, config: ExportConfig, progress: Progress | None) -> Callable[[], Iterator]:
+def _representative(
+    spec: ModelSpec, config: ExportConfig, progress: Progress | None
+) -> Callable[[], Iterator]:
     def gen() -> Iterator[list[np.ndarray]]:
         samples = representative_samples(
             spec, config.calib_samples, calib_dir=config.calib_dir, seed=config.seed
@@ -101,10 +104,11 @@ def _saved_model_with(model: Any, serve: Callable, spec: ModelSpec, folder: str)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        "serve", serve, input_signature=[tf.TensorSpec([1, h, w, channels], tf.float32, name="images")]
+        "serve",
+        serve,
+        input_signature=[tf.TensorSpec([1, h, w, channels], tf.float32, name="images")],
     )
-    with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115 (closed by GC)
-        archive.write_out(folder, verbose=False)
+    archive.write_out(folder, verbose=False)
 
 
 def convert(
@@ -118,23 +122,31 @@ def convert(
     tf = _require_tf()
     fmt = get_format(config.format)
     if tuple(int(v) for v in model.inputs[0].shape[1:3]) != tuple(spec.input_size):
-        raise ExportError(f"model input {tuple(model.inputs[0].shape)} does not match spec input_size {spec.input_size}")
+        raise ExportError(
+            f"model input {tuple(model.inputs[0].shape)} does not match spec input_size {spec.input_size}"
+        )
     out_spec = spec
-    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp:
+    # Keras prints the traced signature of the whole model while exporting: keep stdout clean.
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp, quiet:
         if config.nms:
             serve, out_spec = nms_serving_fn(model, spec, config.nms_config)
             _saved_model_with(model, serve, spec, tmp)
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         else:
             converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        opts = ExportOptions(io_dtype=config.io_dtype, has_float_tail=config.nms, quantize_outputs=not config.nms)
+        opts = ExportOptions(
+            io_dtype=config.io_dtype, has_float_tail=config.nms, quantize_outputs=not config.nms
+        )
         fmt.configure(converter, opts)
         if fmt.needs_calibration:
             converter.representative_dataset = _representative(spec, config, progress)
         try:
             flatbuffer = converter.convert()
         except Exception as exc:  # the converter raises many unrelated types
-            raise ExportError(f"TFLite conversion to {fmt.name} failed: {str(exc).strip().splitlines()[-1][:500]}") from exc
+            raise ExportError(
+                f"TFLite conversion to {fmt.name} failed: {str(exc).strip().splitlines()[-1][:500]}"
+            ) from exc
     if config.nms:
         flatbuffer = order_outputs_by_signature(flatbuffer)
     return flatbuffer, out_spec
@@ -155,7 +167,11 @@ def export_model(
     """Convert, validate, embed spec + labels, (compile for the Edge TPU), write atomically."""
     start = time.perf_counter()
     fmt = get_format(config.format)
-    out = Path(config.out) if config.out is not None else default_output(spec.name or model.name, fmt, config.nms)
+    out = (
+        Path(config.out)
+        if config.out is not None
+        else default_output(spec.name or model.name, fmt, config.nms)
+    )
     if fmt.compile_edgetpu and shutil.which(config.compiler) is None:
         raise DependencyMissing(f"{config.compiler} not found on PATH", hint=INSTALL_HINT)
     flatbuffer, out_spec = convert(model, spec, config, progress=progress)
@@ -204,31 +220,20 @@ def load_source(
         return _load_checkpoint(path, spec=spec, input_size=input_size)
     from edgekit.zoo import registry
 
-    kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    if input_size is not None:
-        kwargs["input_size"] = input_size
-    if width is not None:
-        kwargs["width"] = width
-    try:
-        entry = registry.get_entry(source)
-    except KeyError:
-        raise UsageError(f"{source!r} is neither a .keras file nor a registered model (see `edgekit models list`)") from None
-    model = registry.create_model(source, **kwargs)
-    model_spec = spec or entry.spec(**kwargs)
-    return model, model_spec
+    entry = registry.get_entry(source)  # UsageError listing the known names
+    model = entry.create(num_classes, input_size, width)
+    return model, spec or entry.spec(model)
 
 
-def _load_checkpoint(path: Path, *, spec: ModelSpec | None, input_size: Any) -> tuple[Any, ModelSpec]:
+def _load_checkpoint(
+    path: Path, *, spec: ModelSpec | None, input_size: Any
+) -> tuple[Any, ModelSpec]:
     if not path.is_file():
         raise UsageError(f"{path}: no such model file")
     import keras
 
-    try:
-        import edgekit.zoo  # noqa: F401  registers custom layers for deserialization
-    except ImportError:
-        pass
+    with contextlib.suppress(ImportError):  # registers the zoo's custom layers
+        import edgekit.zoo.yolo  # noqa: F401
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as exc:
@@ -245,10 +250,9 @@ def _load_checkpoint(path: Path, *, spec: ModelSpec | None, input_size: Any) -> 
 
         try:
             entry = registry.get_entry(model.name)
-        except KeyError:
+        except UsageError:
             raise UsageError(
                 f"{path}: no spec found (write {path.with_suffix('.spec.json').name} next to it)"
             ) from None
-        h, w = (int(v) for v in model.inputs[0].shape[1:3])
-        spec = entry.spec(input_size=(h, w))
+        spec = entry.spec(model)
     return model, spec

@@ -5,8 +5,10 @@ imported only when this source is opened. Every frame is taken with ``captured_r
 context manager, so the camera buffers go back to libcamera even if conversion fails.
 
 Formats, as picamera2 documents them: ``RGB888`` is stored in memory as B, G, R (what OpenCV
-calls BGR) and is converted to RGB here; the low-resolution stream is ``YUV420`` (planar I420,
-shape ``(h * 3 // 2, w)``) on a Pi 4 and earlier, converted with ``COLOR_YUV420p2RGB``.
+calls BGR) and is converted to RGB here; the low-resolution stream is ``YUV420`` (planar
+Y, U, V = I420, shape ``(h * 3 // 2, w)``) on a Pi 4 and earlier. It is converted with
+``COLOR_YUV2RGB_I420``: OpenCV's ``COLOR_YUV420p2RGB`` is an alias of ``COLOR_YUV2RGB_YV12``
+(V before U), which on I420 data swaps the chroma planes and gives (roughly) BGR.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def picamera_to_rgb(array: np.ndarray, fmt: str) -> np.ndarray:
     """One picamera2 ``make_array`` result in format ``fmt`` -> RGB uint8 (H, W, 3)."""
     fmt = fmt.upper()
     if fmt in ("YUV420", "YVU420"):
-        code = cv2.COLOR_YUV420p2RGB if fmt == "YUV420" else cv2.COLOR_YUV2RGB_YV12
+        code = cv2.COLOR_YUV2RGB_I420 if fmt == "YUV420" else cv2.COLOR_YUV2RGB_YV12
         return cv2.cvtColor(np.ascontiguousarray(array), code)
     if fmt in ("RGB888", "XRGB8888"):  # memory order B, G, R(, X)
         return np.ascontiguousarray(array[..., 2::-1])

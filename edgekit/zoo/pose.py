@@ -157,4 +157,4 @@ def add_movenet_decode(raw: Any) -> Any:
     center, regression, heatmaps, offsets = raw.outputs
     k = int(heatmaps.shape[-1])
     out = MoveNetDecode(k, name="keypoints")(center, regression, heatmaps, offsets)
-    return keras.Model(raw.inputs, out, name=raw.name.removesuffix("_raw"))
+    return keras.Model(raw.input, out, name=raw.name.removesuffix("_raw"))

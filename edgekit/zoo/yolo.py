@@ -173,4 +173,4 @@ def add_yolo_decode(raw: Any, *, normalized: bool = True) -> Any:
     h, w = (int(v) for v in raw.input_shape[1:3])
     box_distances, class_logits = raw.outputs
     out = YoloDecode((h, w), STRIDES, normalized=normalized, name="predictions")(box_distances, class_logits)
-    return keras.Model(raw.inputs, out, name=raw.name.removesuffix("_raw"))
+    return keras.Model(raw.input, out, name=raw.name.removesuffix("_raw"))

@@ -240,3 +240,16 @@ def test_task_must_match_the_model(shared):
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("edgekit: error:")]
     assert len(errors) == 1 and "pose model" in errors[0] and "edgekit pose" in errors[0]
+
+
+def test_window_only_with_gui_opencv_and_a_display(monkeypatch):
+    from edgekit.app import window_possible
+
+    monkeypatch.setattr("edgekit.io.sinks.gui_available", lambda: False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert window_possible() is False
+    monkeypatch.setattr("edgekit.io.sinks.gui_available", lambda: True)
+    assert window_possible() is True
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert window_possible() is (not sys.platform.startswith("linux"))

@@ -167,7 +167,9 @@ def test_nms_10k_boxes_is_fast():
     assert elapsed < 2.0, f"batched_nms on 10k boxes took {elapsed:.2f}s"
 
 
-finite_boxes = hnp.arrays(np.float64, st.tuples(st.integers(0, 30), st.just(4)), elements=st.floats(-10, 10))
+finite_boxes = hnp.arrays(
+    np.float64, st.tuples(st.integers(0, 30), st.just(4)), elements=st.floats(-10, 10)
+)
 
 
 @settings(max_examples=60, deadline=None)

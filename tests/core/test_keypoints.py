@@ -52,7 +52,10 @@ def test_flip_keypoints_mirrors_and_swaps():
     kps[:, 1] = np.arange(17) / 20
     kps[:, 2] = np.arange(17)
     out = flip_keypoints(kps)
-    left_eye, right_eye = COCO_KEYPOINT_NAMES.index("left_eye"), COCO_KEYPOINT_NAMES.index("right_eye")
+    left_eye, right_eye = (
+        COCO_KEYPOINT_NAMES.index("left_eye"),
+        COCO_KEYPOINT_NAMES.index("right_eye"),
+    )
     assert out[left_eye, 0] == pytest.approx(1 - kps[right_eye, 0])
     assert out[left_eye, 2] == right_eye  # the other columns follow the swap
     np.testing.assert_allclose(flip_keypoints(out), kps)  # flipping twice is the identity

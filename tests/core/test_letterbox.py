@@ -16,7 +16,17 @@ from edgekit.core.letterbox import (
     resize_transform,
 )
 
-SIZES = [(480, 640), (640, 480), (360, 480), (1080, 1920), (1920, 1080), (300, 300), (610, 500), (1, 1000), (1000, 1)]
+SIZES = [
+    (480, 640),
+    (640, 480),
+    (360, 480),
+    (1080, 1920),
+    (1920, 1080),
+    (300, 300),
+    (610, 500),
+    (1, 1000),
+    (1000, 1),
+]
 INPUTS = [(300, 300), (320, 320), (192, 192), (481, 641), (224, 320), (640, 640)]
 
 
@@ -114,12 +124,18 @@ def test_round_trip_exact(frame_hw, input_hw, mode):
     np.testing.assert_allclose(back, pts, atol=1e-9, rtol=0)
     xy = rng.uniform(0, 1, (30, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(0, 1 - xy)], axis=1)
-    np.testing.assert_allclose(t.boxes_to_frame(t.boxes_to_input(boxes), clip=False), boxes, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(
+        t.boxes_to_frame(t.boxes_to_input(boxes), clip=False), boxes, atol=1e-9, rtol=0
+    )
     inp = rng.uniform(0, 1, (30, 4))
-    np.testing.assert_allclose(t.boxes_to_input(t.boxes_to_frame(inp, clip=False)), inp, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(
+        t.boxes_to_input(t.boxes_to_frame(inp, clip=False)), inp, atol=1e-9, rtol=0
+    )
     # The frame's corners land on the edges of the resized (unpadded) region, in input pixels.
     corners = t.points_to_input([[0.0, 0.0], [1.0, 1.0]]) * [input_hw[1], input_hw[0]]
-    np.testing.assert_allclose(corners, [[t.pad_x, t.pad_y], [t.pad_x + t.resized_w, t.pad_y + t.resized_h]], atol=1e-9)
+    np.testing.assert_allclose(
+        corners, [[t.pad_x, t.pad_y], [t.pad_x + t.resized_w, t.pad_y + t.resized_h]], atol=1e-9
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -132,7 +148,9 @@ def test_letterbox_property(frame_hw, input_hw):
     assert 1 <= t.resized_h <= input_hw[0] and 1 <= t.resized_w <= input_hw[1]
     assert min(t.pad_left, t.pad_right, t.pad_top, t.pad_bottom) >= 0
     pts = np.array([[0.0, 0.0], [0.3, 0.7], [1.0, 1.0]])
-    np.testing.assert_allclose(t.points_to_frame(t.points_to_input(pts), clip=False), pts, atol=1e-9)
+    np.testing.assert_allclose(
+        t.points_to_frame(t.points_to_input(pts), clip=False), pts, atol=1e-9
+    )
 
 
 def test_pad_image_places_content():

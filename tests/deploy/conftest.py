@@ -135,7 +135,9 @@ class FakeSys:
         (node / "removable").write_text("1\n" if removable else "0\n")
         (node / "device").mkdir()
         (node / "device" / "model").write_text("Fake SD Reader\n")
-        (self.root / "sys" / "block" / name).symlink_to(os.path.relpath(node, self.root / "sys" / "block"))
+        (self.root / "sys" / "block" / name).symlink_to(
+            os.path.relpath(node, self.root / "sys" / "block")
+        )
         for i in range(1, partitions + 1):
             pnode = self._node(f"virtual/block/{name}/{name}{i}", f"{major}:{i}", size // 1024)
             (pnode / "partition").write_text(f"{i}\n")

@@ -24,7 +24,7 @@ from edgekit.deploy.flash import (
     flash,
     wpa_psk,
 )
-from edgekit.deploy.image import find_boot_partition, read_partitions
+from edgekit.deploy.image import FatPartition, find_boot_partition, read_partitions
 from edgekit.errors import DeployError, UnsafeTargetError, UsageError
 
 PSK = "correct horse battery staple"
@@ -58,6 +58,10 @@ def test_partition_tables_are_parsed_mbr_and_gpt(tmp_path):
             assert parts[0].type == "0x0c" and parts[1].type == "0x83"
         else:
             assert parts[0].type == "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"
+        fat = FatPartition(img, boot.offset)
+        fat.write("new.txt", b"hello " + table.encode())
+        assert fat.list() == ["a.txt", "new.txt"] and fat.read("a.txt") == b"x"
+        assert read_fat_file(img, "new.txt") == b"hello " + table.encode()
 
 
 def test_not_a_disk_image_is_refused(tmp_path):
@@ -155,7 +159,9 @@ def test_flipped_byte_is_caught_by_read_back(pi_image, tmp_path):
     _flash(pi_image, tmp_path / "sd-ok.img", None, fault_hook=lambda d: None)
 
 
-def test_secrets_never_reach_logs_or_output(pi_cloudinit_image, tmp_path, caplog, capsys, fake_model):
+def test_secrets_never_reach_logs_or_output(
+    pi_cloudinit_image, tmp_path, caplog, capsys, fake_model
+):
     from edgekit.cli.main import main
 
     psk_file = tmp_path / "psk"
@@ -250,34 +256,36 @@ def test_refuses_root_disk_behind_device_mapper(tmp_path, fake_sys):
     (dm / "slaves" / "sdy2").symlink_to(part)
     (part / "holders").mkdir()
     (part / "holders" / "dm-0").symlink_to(dm)
-    (fake_sys.root / "proc" / "self" / "mountinfo").write_text("20 1 254:0 / / rw - ext4 /dev/mapper/root rw\n")
+    (fake_sys.root / "proc" / "self" / "mountinfo").write_text(
+        "20 1 254:0 / / rw - ext4 /dev/mapper/root rw\n"
+    )
     (fake_sys.root / "proc" / "mounts").write_text("")
     assert fake_sys.info().root_disks() == {"sdy"}
     disk = tmp_path / "sdy.dev"
     disk.write_bytes(b"")
     fake_sys.attach(disk, 65, 0)
-    with pytest.raises(UnsafeTargetError, match=r"mounted on /|root filesystem"):
-        check_target(disk, fake_sys.info())
-    (fake_sys.root / "proc" / "self" / "mountinfo").write_text("")
-    fake_sys.info().root_disks()  # no / known: nothing is root
-    # with mounts hidden, the root check on its own still refuses via root_disks
-    (fake_sys.root / "proc" / "self" / "mountinfo").write_text("20 1 254:0 / / rw - ext4 /dev/mapper/root rw\n")
+    info = fake_sys.info()
+    # the mount check sees / through the holder (dm-0) of partition sdy2 ...
+    with pytest.raises(UnsafeTargetError, match="/dev/mapper/root is mounted on /;"):
+        check_target(disk, info)
 
-    class NoMounts(type(fake_sys.info())):
-        def mounts(self):
-            return [m for m in super().mounts() if m.mountpoint != "/"]
+    # ... and the root-disk check refuses on its own, even with the mount list hidden
+    class RootCheckOnly:
+        describe = staticmethod(info.describe)
+        root_disks = staticmethod(info.root_disks)
 
-        def root_disks(self):
-            return {"sdy"}
+        @staticmethod
+        def mounts():
+            return []
 
-    with pytest.raises(UnsafeTargetError, match="root filesystem"):
-        check_target(disk, NoMounts(fake_sys.root, rdev=lambda p: (65, 0)))
+    with pytest.raises(UnsafeTargetError, match="holds the running system's root filesystem"):
+        check_target(disk, RootCheckOnly())
 
 
 def test_refuses_non_removable_unless_forced(pi_image, tmp_path, fake_sys):
     card = _card(fake_sys, tmp_path, removable=False)
     card.write_bytes(bytes(64 * MiB))
-    with pytest.raises(UnsafeTargetError, match="not a removable disk.*--force"):
+    with pytest.raises(UnsafeTargetError, match=r"not a removable disk.*--force"):
         _flash(pi_image, card, None, info=fake_sys.info())
     result = _flash(pi_image, card, None, info=fake_sys.info(), cfg={"force": True})
     assert result.sha256 == hashlib.sha256(card.read_bytes()[: result.size]).hexdigest()
@@ -319,3 +327,75 @@ def test_cli_flash_refusal_is_one_line(pi_image, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == UnsafeTargetError.exit_code
     assert err.count("\n") == 1 and err.startswith("edgekit: error:")
+
+
+def test_first_boot_scripts_parse_with_hostile_values(tmp_path):
+    import subprocess
+
+    from edgekit.deploy.render import render
+
+    cfg = DeployConfig(hostname="cam-1")
+    ssid = 'O\'Brien "Lab" $(reboot) `id`'
+    wifi = WifiConfig.create(ssid, PSK, "GB")
+    ctx = {"hostname": "cam-1", "ssh_keys": (KEY,), "wifi": wifi, "bundle": tmp_path}
+    for template in ("raspberrypi/firstrun.sh.j2", "raspberrypi/edgekit-firstboot.sh.j2"):
+        script = tmp_path / "s.sh"
+        script.write_text(render(template, cfg, **ctx))
+        for shell in ("sh", "bash"):
+            proc = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
+            assert proc.returncode == 0, (template, proc.stderr)
+    firstrun = render("raspberrypi/firstrun.sh.j2", cfg, **ctx)
+    assert "set_wlan 'O'\"'\"'Brien \"Lab\" $(reboot) `id`'" in firstrun
+    net = yaml.safe_load(render("raspberrypi/network-config.j2", cfg, **ctx))
+    assert list(net["network"]["wifis"]["wlan0"]["access-points"]) == [ssid]
+    with pytest.raises(UsageError, match="SSID"):
+        WifiConfig.create("bad\nssid", PSK, "GB")
+
+
+def test_first_boot_installs_the_bundle_from_the_card(pi_cloudinit_image, tmp_path, fake_model):
+    """Simulate the board's first boot: take edgekit-firstboot.sh and the bundle from the
+    flashed card's FAT partition and run them with the boot folder and DESTDIR in temp dirs."""
+    import subprocess
+
+    from edgekit.deploy.bundle import build_bundle
+
+    bundle = tmp_path / "b.tar.gz"
+    build_bundle(DeployConfig(board="coral-usb", models=(str(fake_model),)), bundle)
+    target = tmp_path / "sd.img"
+    _flash(pi_cloudinit_image, target, FirstBoot(hostname="cam5", bundle=bundle))
+    boot, root = tmp_path / "boot", tmp_path / "root"
+    boot.mkdir()
+    root.mkdir()
+    for name in ("edgekit-firstboot.sh", "edgekit-bundle.tar.gz"):
+        (boot / name).write_bytes(read_fat_file(target, name))
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "EDGEKIT_BOOT": str(boot), "DESTDIR": str(root)}
+
+    def boot_once() -> str:
+        proc = subprocess.run(
+            ["sh", str(boot / "edgekit-firstboot.sh")], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "bundle installed" in boot_once()
+    unit = root / "etc/systemd/system/edgekit.service"
+    assert "ExecStart=" in unit.read_text()
+    assert (root / "etc/udev/rules.d/99-edgetpu-accelerator.rules").is_file()
+    assert (root / "opt/edgekit/models/detect_int8.tflite").read_bytes() == fake_model.read_bytes()
+    assert (boot / "edgekit-bundle.tar.gz.installed").is_file()
+    assert "nothing to do" in boot_once()  # the next boot does nothing
+
+
+def test_cli_flash_asks_and_stops_on_no(pi_image, tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit.cli.deploy import flash as flash_cmd
+
+    target = tmp_path / "sd.img"
+    runner = CliRunner()
+    result = runner.invoke(flash_cmd, [str(pi_image), "--device", str(target)], input="n\n")
+    assert isinstance(result.exception, DeployError) and "not confirmed" in str(result.exception)
+    assert "Erase" in result.output and not target.exists()
+    result = runner.invoke(flash_cmd, [str(pi_image), "--device", str(target)], input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "wrote and verified" in result.output and target.is_file()

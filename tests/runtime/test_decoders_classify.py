@@ -57,7 +57,8 @@ def test_quantized_uint8_scores():
 
 @pytest.mark.shared
 @pytest.mark.parametrize(
-    ("model", "size"), [("mobilenet_v2_1.0_224_quant.tflite", 224), ("mobilenet_v1_0.25_128_quant.tflite", 128)]
+    ("model", "size"),
+    [("mobilenet_v2_1.0_224_quant.tflite", 224), ("mobilenet_v1_0.25_128_quant.tflite", 128)],
 )
 def test_real_classifiers_on_grace_hopper(shared, model, size):
     cv2 = pytest.importorskip("cv2")

@@ -13,7 +13,9 @@ def test_dequantize_uint8_and_int8():
     out = dequantize(q, 0.5, 128)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, [-64.0, 0.0, 63.5])
-    np.testing.assert_allclose(dequantize(np.array([-128, 0, 127], np.int8), 0.1, -128), [0.0, 12.8, 25.5], rtol=1e-6)
+    np.testing.assert_allclose(
+        dequantize(np.array([-128, 0, 127], np.int8), 0.1, -128), [0.0, 12.8, 25.5], rtol=1e-6
+    )
 
 
 def test_dequantize_float_tensor_passthrough():
@@ -42,7 +44,14 @@ def test_label_for():
 
 def test_make_detections_orders_corners_clips_and_sorts():
     dets = make_detections(
-        np.array([[0.5, 0.6, 0.1, 0.2], [-1.0, -1.0, 2.0, 2.0], [1.2, 0.0, 1.5, 1.0], [0.1, np.inf, 0.2, 0.3]]),
+        np.array(
+            [
+                [0.5, 0.6, 0.1, 0.2],
+                [-1.0, -1.0, 2.0, 2.0],
+                [1.2, 0.0, 1.5, 1.0],
+                [0.1, np.inf, 0.2, 0.3],
+            ]
+        ),
         np.array([0.5, 0.7, 0.9, 0.9]),
         np.array([1, 2, 3, 4]),
         labels=["a", "b", "c"],
@@ -54,4 +63,12 @@ def test_make_detections_orders_corners_clips_and_sorts():
 
 
 def test_decoder_names_match_model_spec_doc():
-    assert set(DECODER_NAMES) == {"ssd_postprocess", "ssd_raw", "yolo", "yolo_nms", "movenet", "posenet", "classify"}
+    assert set(DECODER_NAMES) == {
+        "ssd_postprocess",
+        "ssd_raw",
+        "yolo",
+        "yolo_nms",
+        "movenet",
+        "posenet",
+        "classify",
+    }

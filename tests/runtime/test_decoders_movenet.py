@@ -34,7 +34,9 @@ def test_box_of_confident_keypoints():
     k = _kps()
     pose = decode(k, box_score_threshold=0.5)
     sel = k[0, 0, k[0, 0, :, 2] >= 0.5]
-    assert pose.box == pytest.approx((sel[:, 1].min(), sel[:, 0].min(), sel[:, 1].max(), sel[:, 0].max()))
+    assert pose.box == pytest.approx(
+        (sel[:, 1].min(), sel[:, 0].min(), sel[:, 1].max(), sel[:, 0].max())
+    )
     assert decode(k, box_score_threshold=None).box is None
     assert decode(k, box_score_threshold=0.99).box is None
 
@@ -66,7 +68,9 @@ def test_real_movenet_matches_reference(shared):
     interpreter_mod = pytest.importorskip("ai_edge_litert.interpreter")
     model = shared("models", "movenet_single_pose_lightning_ptq.tflite")
     with open(shared("models", "movenet_single_pose_lightning_ptq_reference.csv")) as f:
-        ref = np.array([[float(r["keypoint_x"]), float(r["keypoint_y"])] for r in csv.DictReader(f)])
+        ref = np.array(
+            [[float(r["keypoint_x"]), float(r["keypoint_y"])] for r in csv.DictReader(f)]
+        )
     image = cv2.cvtColor(cv2.imread(str(shared("images", "squat.bmp"))), cv2.COLOR_BGR2RGB)
     it = interpreter_mod.Interpreter(model_path=str(model))
     it.allocate_tensors()

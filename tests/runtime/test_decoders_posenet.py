@@ -40,7 +40,9 @@ def render(people, *, root=None, peak_logit=5.0):
     for p, kps in enumerate(people):
         band = (slice(None), slice(bounds[p], bounds[p + 1]))
         for k, (y, x) in enumerate(kps):
-            iy, ix = (int(np.clip(np.floor(v / STRIDE + 0.5), 0, n - 1)) for v, n in ((y, H), (x, W)))
+            iy, ix = (
+                int(np.clip(np.floor(v / STRIDE + 0.5), 0, n - 1)) for v, n in ((y, H), (x, W))
+            )
             hm[iy, ix, k] = peak_logit + (1.0 if k == root else 0.0) - 0.1 * p
             # Short offsets are only trained near the keypoint: within one cell of it.
             near = np.zeros((H, W), bool)
@@ -48,10 +50,10 @@ def render(people, *, root=None, peak_logit=5.0):
             so[..., k] = np.where(near, y - gy, so[..., k])
             so[..., K + k] = np.where(near, x - gx, so[..., K + k])
         for e, (parent, child) in enumerate(POSE_CHAIN):
-            mo[band + (e,)] = (kps[child, 0] - gy)[band]  # forward y
-            mo[band + (E + e,)] = (kps[child, 1] - gx)[band]  # forward x
-            mo[band + (2 * E + e,)] = (kps[parent, 0] - gy)[band]  # backward y
-            mo[band + (3 * E + e,)] = (kps[parent, 1] - gx)[band]  # backward x
+            mo[(*band, e)] = (kps[child, 0] - gy)[band]  # forward y
+            mo[(*band, E + e)] = (kps[child, 1] - gx)[band]  # forward x
+            mo[(*band, 2 * E + e)] = (kps[parent, 0] - gy)[band]  # backward y
+            mo[(*band, 3 * E + e)] = (kps[parent, 1] - gx)[band]  # backward x
     return hm, so, mo
 
 
@@ -59,13 +61,18 @@ def as_pixels(pose):
     return np.array([[kp.y * IN_H - 0.5, kp.x * IN_W - 0.5] for kp in pose.keypoints])
 
 
-@pytest.mark.parametrize("root", [None, COCO_KEYPOINT_NAMES.index("left_ankle"), COCO_KEYPOINT_NAMES.index("right_wrist")])
+@pytest.mark.parametrize(
+    "root",
+    [None, COCO_KEYPOINT_NAMES.index("left_ankle"), COCO_KEYPOINT_NAMES.index("right_wrist")],
+)
 def test_single_person_decoded_exactly_from_any_root(root):
     truth = person(320, 220)
     poses = decode(*render([truth], root=root), output_stride=STRIDE)
     assert len(poses) == 1  # other local maxima of the same person are suppressed
     np.testing.assert_allclose(as_pixels(poses[0]), truth, atol=1e-6)
-    assert poses[0].score == pytest.approx(np.mean([1 / (1 + np.exp(-5.0))] * 16 + [1 / (1 + np.exp(-(5.0 + (root is not None))))]))
+    assert poses[0].score == pytest.approx(
+        np.mean([1 / (1 + np.exp(-5.0))] * 16 + [1 / (1 + np.exp(-(5.0 + (root is not None))))])
+    )
     assert poses[0].box is not None
 
 
@@ -89,6 +96,13 @@ def test_wrong_mid_offset_layout_would_not_decode():
     assert np.abs(as_pixels(pose) - truth).max() > 20
 
 
+def test_explicit_input_size_scales_keypoints():
+    truth = person(320, 220)
+    (pose,) = decode(*render([truth]), input_size=(2 * IN_H, 2 * IN_W))
+    got = np.array([[kp.y, kp.x] for kp in pose.keypoints])
+    np.testing.assert_allclose(got, (truth + 0.5) / [2 * IN_H, 2 * IN_W], atol=1e-9)
+
+
 def test_thresholds():
     hm, so, mo = render([person(320, 220)])
     assert decode(hm, so, mo, score_threshold=0.999) == []
@@ -102,8 +116,12 @@ def test_part_candidates_local_maxima():
     s[1, 2, 0] = 0.8  # next to a higher one: not a maximum
     s[3, 3, 0] = 0.7
     s[4, 4, 0] = 0.7
-    ys, xs, ks, vals = part_candidates(s, 0.5, 1)
-    assert list(zip(ys.tolist(), xs.tolist(), strict=True)) == [(1, 1), (3, 3), (4, 4)]  # equal neighbours both count
+    ys, xs, _ks, vals = part_candidates(s, 0.5, 1)
+    assert list(zip(ys.tolist(), xs.tolist(), strict=True)) == [
+        (1, 1),
+        (3, 3),
+        (4, 4),
+    ]  # equal neighbours both count
     assert vals.tolist() == pytest.approx([0.9, 0.7, 0.7])
 
 
@@ -112,7 +130,11 @@ def test_quantized_outputs_and_non_finite_values():
     q_hm = np.clip(np.round(hm / 0.0784) + 128, 0, 255).astype(np.uint8)
     q_so = np.clip(np.round(so / 0.0784) + 128, 0, 255).astype(np.uint8)
     q_mo = np.clip(np.round(mo / 1.3876) + 117, 0, 255).astype(np.uint8)
-    poses = decode(dequantize(q_hm, 0.0784, 128)[None], dequantize(q_so, 0.0784, 128)[None], dequantize(q_mo, 1.3876, 117)[None])
+    poses = decode(
+        dequantize(q_hm, 0.0784, 128)[None],
+        dequantize(q_so, 0.0784, 128)[None],
+        dequantize(q_mo, 1.3876, 117)[None],
+    )
     assert len(poses) >= 1
     for kp in poses[0].keypoints:
         assert 0.0 <= kp.x <= 1.0 and 0.0 <= kp.y <= 1.0
@@ -132,20 +154,30 @@ def test_shape_errors():
         decode(hm[..., :16], so, mo)
     with pytest.raises(ValueError, match="heatmaps"):
         decode(hm[0], so, mo)
+    with pytest.raises(ValueError, match="input_size"):
+        decode(hm, so, mo, input_size=(0, 641))
+    with pytest.raises(ValueError, match="output_stride"):
+        decode(hm, so, mo, output_stride=0)
 
 
 @pytest.mark.shared
 def test_real_posenet_finds_the_squatting_person(shared):
     cv2 = pytest.importorskip("cv2")
     interpreter_mod = pytest.importorskip("ai_edge_litert.interpreter")
-    it = interpreter_mod.Interpreter(model_path=str(shared("models", "posenet_mobilenet_v1_075_481_641_quant.tflite")))
+    it = interpreter_mod.Interpreter(
+        model_path=str(shared("models", "posenet_mobilenet_v1_075_481_641_quant.tflite"))
+    )
     with open(shared("models", "movenet_single_pose_lightning_ptq_reference.csv")) as f:
-        movenet_ref = np.array([[float(r["keypoint_x"]), float(r["keypoint_y"])] for r in csv.DictReader(f)])
+        movenet_ref = np.array(
+            [[float(r["keypoint_x"]), float(r["keypoint_y"])] for r in csv.DictReader(f)]
+        )
     image = cv2.cvtColor(cv2.imread(str(shared("images", "squat.bmp"))), cv2.COLOR_BGR2RGB)
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], cv2.resize(image, (641, 481))[None])
     it.invoke()
-    heatmaps, short, mid = (dequantize(it.get_tensor(d["index"]), *d["quantization"]) for d in it.get_output_details())
+    heatmaps, short, mid = (
+        dequantize(it.get_tensor(d["index"]), *d["quantization"]) for d in it.get_output_details()
+    )
     poses = decode(heatmaps, short, mid, output_stride=16, score_threshold=0.5, nms_radius=20)
     confident = [p for p in poses if p.score > 0.3]
     assert len(confident) == 1  # one person in the picture

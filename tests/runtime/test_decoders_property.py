@@ -62,16 +62,24 @@ def call_or_value_error(fn, *args, **kwargs):
 
 
 @SETTINGS
-@given(st.integers(0, 12).flatmap(lambda n: st.tuples(arrays((n, 4)), arrays((n,)), arrays((n,)), any_float)))
+@given(
+    st.integers(0, 12).flatmap(
+        lambda n: st.tuples(arrays((n, 4)), arrays((n,)), arrays((n,)), any_float)
+    )
+)
 def test_ssd_postprocessed_well_shaped(data):
     boxes, classes, scores, count = data
-    check_detections(ssd.decode_postprocessed(boxes, classes, scores, count, score_threshold=0.0, labels=["a"]))
+    check_detections(
+        ssd.decode_postprocessed(boxes, classes, scores, count, score_threshold=0.0, labels=["a"])
+    )
 
 
 @SETTINGS
 @given(garbage, garbage, garbage, garbage)
 def test_ssd_postprocessed_garbage(boxes, classes, scores, count):
-    out = call_or_value_error(ssd.decode_postprocessed, boxes, classes, scores, count, score_threshold=0.1)
+    out = call_or_value_error(
+        ssd.decode_postprocessed, boxes, classes, scores, count, score_threshold=0.1
+    )
     if out is not None:
         check_detections(out)
 
@@ -87,7 +95,9 @@ def test_ssd_postprocessed_garbage(boxes, classes, scores, count):
 def test_ssd_raw_well_shaped(data, logits, activation):
     enc, scores, anchors = data
     anchors = np.abs(anchors) / 20.0
-    out = ssd.decode_raw(enc, scores, anchors, score_threshold=0.3, scores_are_logits=logits, activation=activation)
+    out = ssd.decode_raw(
+        enc, scores, anchors, score_threshold=0.3, scores_are_logits=logits, activation=activation
+    )
     check_detections(out)
 
 
@@ -111,7 +121,11 @@ def test_ssd_raw_garbage(enc, scores, anchors):
 def test_yolo_well_shaped(pred, transpose, agnostic):
     p = pred.T if transpose else pred
     out = yolo.decode(
-        p, input_size=(64, 96), score_threshold=0.2, class_agnostic=agnostic, num_classes=pred.shape[0] - 4
+        p,
+        input_size=(64, 96),
+        score_threshold=0.2,
+        class_agnostic=agnostic,
+        num_classes=pred.shape[0] - 4,
     )
     check_detections(out)
 
@@ -126,12 +140,16 @@ def test_yolo_garbage(pred, normalized):
 
 @SETTINGS
 @given(
-    st.integers(0, 8).flatmap(lambda n: st.tuples(arrays((1, n, 4)), arrays((1, n)), arrays((1, n)), any_float)),
+    st.integers(0, 8).flatmap(
+        lambda n: st.tuples(arrays((1, n, 4)), arrays((1, n)), arrays((1, n)), any_float)
+    ),
     st.sampled_from(["yxyx", "xyxy"]),
 )
 def test_yolo_nms_well_shaped(data, fmt):
     boxes, scores, classes, count = data
-    check_detections(yolo.decode_nms(boxes, scores, classes, count, box_format=fmt, input_size=(32, 32)))
+    check_detections(
+        yolo.decode_nms(boxes, scores, classes, count, box_format=fmt, input_size=(32, 32))
+    )
 
 
 @SETTINGS
@@ -156,7 +174,9 @@ def test_movenet_any_input(kps):
 @SETTINGS
 @given(
     st.tuples(st.integers(1, 5), st.integers(1, 6)).flatmap(
-        lambda s: st.tuples(arrays((s[0], s[1], 17)), arrays((s[0], s[1], 34)), arrays((s[0], s[1], 64)))
+        lambda s: st.tuples(
+            arrays((s[0], s[1], 17)), arrays((s[0], s[1], 34)), arrays((s[0], s[1], 64))
+        )
     ),
     st.floats(0.0, 1.0),
 )
@@ -178,9 +198,14 @@ def test_posenet_garbage(hm, so, mo):
 
 
 @SETTINGS
-@given(st.one_of(arrays(hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=20)), garbage), st.booleans())
+@given(
+    st.one_of(arrays(hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=20)), garbage),
+    st.booleans(),
+)
 def test_classify_any_input(scores, softmax):
-    out = call_or_value_error(classify.decode, scores, top_k=3, apply_softmax=softmax, labels=["a", "b"])
+    out = call_or_value_error(
+        classify.decode, scores, top_k=3, apply_softmax=softmax, labels=["a", "b"]
+    )
     if out is not None:
         assert len(out) <= 3
         assert all(isinstance(c, Classification) and math.isfinite(c.score) for c in out)
@@ -191,7 +216,12 @@ def test_classify_any_input(scores, softmax):
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_all_non_finite_inputs_give_empty_results(value):
-    assert ssd.decode_postprocessed(np.full((3, 4), value), np.full(3, value), np.full(3, value), value) == []
+    assert (
+        ssd.decode_postprocessed(
+            np.full((3, 4), value), np.full(3, value), np.full(3, value), value
+        )
+        == []
+    )
     assert yolo.decode(np.full((6, 10), value), input_size=(32, 32)) == []
     assert classify.decode(np.full(10, value)) == []
     check_pose(movenet.decode(np.full((1, 1, 17, 3), value)))

@@ -12,10 +12,14 @@ LABELS = ("person", "bicycle", "car")
 
 
 def test_postprocessed_basic():
-    boxes = np.array([[[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0], [0.3, 0.3, 0.4, 0.4], [0, 0, 0, 0]]])
+    boxes = np.array(
+        [[[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0], [0.3, 0.3, 0.4, 0.4], [0, 0, 0, 0]]]
+    )
     classes = np.array([[2.0, 0.0, 1.0, 0.0]])
     scores = np.array([[0.9, 0.4, 0.7, 0.0]])
-    dets = decode_postprocessed(boxes, classes, scores, np.array([3.0]), score_threshold=0.5, labels=LABELS)
+    dets = decode_postprocessed(
+        boxes, classes, scores, np.array([3.0]), score_threshold=0.5, labels=LABELS
+    )
     assert [d.class_id for d in dets] == [2, 1]
     assert [d.label for d in dets] == ["car", "bicycle"]
     assert dets[0].box == pytest.approx((0.2, 0.1, 0.6, 0.5))  # yxyx -> xyxy
@@ -26,12 +30,26 @@ def test_postprocessed_count_limits_rows_and_label_offset():
     boxes = np.tile([0.1, 0.1, 0.5, 0.5], (4, 1))
     classes = np.array([0.0, 1.0, 2.0, 0.0])
     scores = np.array([0.9, 0.8, 0.7, 0.95])
-    dets = decode_postprocessed(boxes, classes, scores, 2.0, score_threshold=0.1, labels=("???", *LABELS), label_offset=1)
+    dets = decode_postprocessed(
+        boxes, classes, scores, 2.0, score_threshold=0.1, labels=("???", *LABELS), label_offset=1
+    )
     assert [d.label for d in dets] == ["person", "bicycle"]
     assert len(decode_postprocessed(boxes, classes, scores, 99.0, score_threshold=0.1)) == 4
     assert decode_postprocessed(boxes, classes, scores, -1.0, score_threshold=0.1) == []
-    assert len(decode_postprocessed(boxes, classes, scores, None, score_threshold=0.1, max_detections=3)) == 3
-    assert decode_postprocessed(boxes, classes, scores, 2.0, score_threshold=0.1, labels=LABELS, label_offset=5)[0].label == ""
+    assert (
+        len(
+            decode_postprocessed(
+                boxes, classes, scores, None, score_threshold=0.1, max_detections=3
+            )
+        )
+        == 3
+    )
+    assert (
+        decode_postprocessed(
+            boxes, classes, scores, 2.0, score_threshold=0.1, labels=LABELS, label_offset=5
+        )[0].label
+        == ""
+    )
 
 
 def test_postprocessed_clips_and_sorts():
@@ -54,7 +72,9 @@ def test_postprocessed_quantized_uint8():
     boxes = dequantize(q_boxes, scale, zp)
     scores = dequantize(q_scores, 1 / 256, 0)
     assert boxes.dtype == np.float32
-    dets = decode_postprocessed(boxes, np.array([[0.0]]), scores, np.array([1.0]), score_threshold=0.5)
+    dets = decode_postprocessed(
+        boxes, np.array([[0.0]]), scores, np.array([1.0]), score_threshold=0.5
+    )
     assert dets[0].box == pytest.approx((51 / 255, 26 / 255, 153 / 255, 128 / 255), abs=1e-6)
     assert dets[0].score == pytest.approx(200 / 256)
 
@@ -77,7 +97,12 @@ def encode(boxes_xyxy, anchors, scales=(10.0, 10.0, 5.0, 5.0)):
     cy, cx, h, w = (y0 + y1) / 2, (x0 + x1) / 2, y1 - y0, x1 - x0
     acy, acx, ah, aw = anchors.T
     return np.stack(
-        [(cy - acy) / ah * scales[0], (cx - acx) / aw * scales[1], np.log(h / ah) * scales[2], np.log(w / aw) * scales[3]],
+        [
+            (cy - acy) / ah * scales[0],
+            (cx - acx) / aw * scales[1],
+            np.log(h / ah) * scales[2],
+            np.log(w / aw) * scales[3],
+        ],
         axis=1,
     )
 
@@ -95,7 +120,9 @@ def test_decode_boxes_inverts_encode():
     boxes = np.concatenate([xy, xy + rng.uniform(0.05, 0.4, (16, 2))], axis=1)
     np.testing.assert_allclose(decode_boxes(encode(boxes, anchors), anchors), boxes, atol=1e-12)
     np.testing.assert_allclose(
-        decode_boxes(encode(boxes, anchors, (1, 2, 3, 4)), anchors, scales=(1, 2, 3, 4)), boxes, atol=1e-12
+        decode_boxes(encode(boxes, anchors, (1, 2, 3, 4)), anchors, scales=(1, 2, 3, 4)),
+        boxes,
+        atol=1e-12,
     )
     with pytest.raises(ValueError, match="anchors"):
         decode_boxes(np.zeros((3, 4)), np.zeros((4, 4)))
@@ -142,7 +169,9 @@ def test_decode_raw_logits_sigmoid_and_softmax_and_no_background():
     soft = np.full((16, 4), -10.0)
     soft[:, 0] = 5.0
     soft[0, 1] = 10.0
-    dets = decode_raw(enc, soft, anchors, score_threshold=0.5, scores_are_logits=True, activation="softmax")
+    dets = decode_raw(
+        enc, soft, anchors, score_threshold=0.5, scores_are_logits=True, activation="softmax"
+    )
     assert [d.class_id for d in dets] == [0]
     assert dets[0].score == pytest.approx(np.exp(10) / (np.exp(10) + np.exp(5) + 2 * np.exp(-10)))
     dets = decode_raw(enc, scores[:, 1:], anchors, score_threshold=0.5, has_background=False)
@@ -156,7 +185,9 @@ def test_decode_raw_quantized_int8_scores():
     scale, zp = 1 / 256, -128
     q = np.clip(np.round(scores / scale) + zp, -128, 127).astype(np.int8)
     q_enc = np.clip(np.round(enc / 0.05), -128, 127).astype(np.int8)
-    dets = decode_raw(dequantize(q_enc, 0.05, 0), dequantize(q, scale, zp), anchors, score_threshold=0.5)
+    dets = decode_raw(
+        dequantize(q_enc, 0.05, 0), dequantize(q, scale, zp), anchors, score_threshold=0.5
+    )
     assert [d.class_id for d in dets] == [0, 1, 2]
     assert dets[0].score == pytest.approx(0.9, abs=1 / 256)
 
@@ -182,7 +213,9 @@ def test_real_ssd_model_on_grace_hopper(shared):
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], cv2.resize(image, (300, 300))[None])
     it.invoke()
-    outs = [dequantize(it.get_tensor(d["index"]), *d["quantization"]) for d in it.get_output_details()]
+    outs = [
+        dequantize(it.get_tensor(d["index"]), *d["quantization"]) for d in it.get_output_details()
+    ]
     dets = decode_postprocessed(*outs, score_threshold=0.4, labels=labels)
     assert dets[0].label == "person" and dets[0].score > 0.6
     person = dets[0].box

@@ -33,7 +33,11 @@ ROWS = [
 
 def test_decode_pixels_class_aware():
     dets = decode(head(ROWS), input_size=(320, 320), score_threshold=0.25, labels=LABELS)
-    assert [(d.label, round(d.score, 2)) for d in dets] == [("person", 0.9), ("bicycle", 0.7), ("car", 0.6)]
+    assert [(d.label, round(d.score, 2)) for d in dets] == [
+        ("person", 0.9),
+        ("bicycle", 0.7),
+        ("car", 0.6),
+    ]
     assert dets[0].box == pytest.approx((48 / 320, 48 / 320, 112 / 320, 112 / 320))
     agnostic = decode(head(ROWS), input_size=(320, 320), score_threshold=0.25, class_agnostic=True)
     assert [d.class_id for d in agnostic] == [0, 1]
@@ -119,7 +123,9 @@ def test_decode_nms_formats():
     assert dets[1].box == pytest.approx((0.1, 0.2, 0.5, 0.6))
     px = decode_nms(boxes * 320, scores, classes, 2, box_format="xyxy", input_size=(320, 320))
     assert px[1].box == pytest.approx((0.1, 0.2, 0.5, 0.6))
-    assert len(decode_nms(boxes, scores, classes, None, score_threshold=0.0)) == 2  # zero box dropped
+    assert (
+        len(decode_nms(boxes, scores, classes, None, score_threshold=0.0)) == 2
+    )  # zero box dropped
     with pytest.raises(ValueError, match="box_format"):
         decode_nms(boxes, scores, classes, 2, box_format="cxcywh")
     with pytest.raises(ValueError, match="disagree"):

@@ -38,7 +38,7 @@ def dequantize(
     z = np.asarray(zero_point, dtype=np.float64)
     if s.size == 0 or (s.ndim == 0 and float(s) == 0.0) or (s.ndim > 0 and np.all(s == 0)):
         return a.astype(np.float32, copy=False)
-    if s.ndim > 0 and s.size > 1 or z.ndim > 0 and z.size > 1:
+    if (s.ndim > 0 and s.size > 1) or (z.ndim > 0 and z.size > 1):
         if a.ndim == 0:
             raise ValueError("per-channel quantization needs an array with a channel axis")
         shape = [1] * a.ndim
@@ -78,7 +78,9 @@ def make_detections(
     ok = np.isfinite(s) & np.isfinite(b).all(axis=1)
     b, s, c = b[ok], s[ok], c[ok]
     # Order the corners, then clip: the box is what lies inside the model input.
-    b = clip01(np.concatenate([np.minimum(b[:, :2], b[:, 2:]), np.maximum(b[:, :2], b[:, 2:])], axis=1))
+    b = clip01(
+        np.concatenate([np.minimum(b[:, :2], b[:, 2:]), np.maximum(b[:, :2], b[:, 2:])], axis=1)
+    )
     nonempty = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
     b, s, c = b[nonempty], s[nonempty], c[nonempty]
     order = np.argsort(-s, kind="stable")

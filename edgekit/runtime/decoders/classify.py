@@ -49,4 +49,6 @@ def decode(
         s = softmax(s)
     idx = np.flatnonzero(np.isfinite(s) & (s >= score_threshold))
     idx = idx[np.argsort(-s[idx], kind="stable")][: max(int(top_k), 0)]
-    return [Classification(int(i), float(s[i]), label_for(labels, int(i), label_offset)) for i in idx]
+    return [
+        Classification(int(i), float(s[i]), label_for(labels, int(i), label_offset)) for i in idx
+    ]

@@ -21,10 +21,14 @@ def decode(kps: np.ndarray, *, box_score_threshold: float | None = 0.2) -> Pose:
     while a.ndim > 2 and a.shape[0] == 1:
         a = a[0]
     if a.ndim != 2 or a.shape[1] != 3 or a.shape[0] == 0:
-        raise ValueError(f"MoveNet output must be (1, 1, K, 3) as (y, x, score), got {np.shape(kps)}")
+        raise ValueError(
+            f"MoveNet output must be (1, 1, K, 3) as (y, x, score), got {np.shape(kps)}"
+        )
     a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0)
     xy = np.clip(a[:, [1, 0]], 0.0, 1.0)
     scores = np.clip(a[:, 2], 0.0, 1.0)
-    keypoints = tuple(Keypoint(float(x), float(y), float(s)) for (x, y), s in zip(xy, scores, strict=True))
+    keypoints = tuple(
+        Keypoint(float(x), float(y), float(s)) for (x, y), s in zip(xy, scores, strict=True)
+    )
     box = None if box_score_threshold is None else keypoints_box(xy, scores, box_score_threshold)
     return Pose(keypoints, float(scores.mean()), box)

@@ -150,27 +150,37 @@ def decode(
     if input_size is None:
         in_h, in_w = (h - 1) * stride + 1, (w - 1) * stride + 1
     else:
-        in_h, in_w = (float(v) for v in input_size)
+        size = tuple(float(v) for v in input_size)
+        if len(size) != 2 or not min(size) > 0:
+            raise ValueError(f"input_size must be (height, width) > 0, got {input_size!r}")
+        in_h, in_w = size
 
     scores = _sigmoid(hm) if heatmaps_are_logits else hm
     so = np.nan_to_num(so, nan=0.0, posinf=_BIG, neginf=-_BIG)
     mo = np.nan_to_num(mo, nan=0.0, posinf=_BIG, neginf=-_BIG)
     fwd = (mo[..., :n_edges], mo[..., n_edges : 2 * n_edges])
     bwd = (mo[..., 2 * n_edges : 3 * n_edges], mo[..., 3 * n_edges :])
-    safe_scores = np.nan_to_num(scores, nan=0.0, posinf=1.0, neginf=0.0)
+    safe_scores = np.clip(np.nan_to_num(scores, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
 
     def cell(y: float, x: float) -> tuple[int, int]:
         """The heatmap cell nearest to input pixel (y, x) (JS Math.round), clamped to the map."""
-        fy, fx = np.nan_to_num(np.floor(np.array([y, x]) / stride + 0.5), nan=0.0)
-        return int(np.clip(fy, 0, h - 1)), int(np.clip(fx, 0, w - 1))
+        fy, fx = y / stride + 0.5, x / stride + 0.5
+        iy = 0 if not fy > 0 else (h - 1 if fy >= h - 1 else int(fy))  # NaN -> 0
+        ix = 0 if not fx > 0 else (w - 1 if fx >= w - 1 else int(fx))
+        return iy, ix
 
-    def traverse(edge: int, src: np.ndarray, target: int, disp: tuple[np.ndarray, np.ndarray]):
-        iy, ix = cell(src[0], src[1])
-        point = src + np.array([disp[0][iy, ix, edge], disp[1][iy, ix, edge]])
+    def traverse(
+        edge: int, src: tuple[float, float], target: int, disp: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[tuple[float, float], float]:
+        iy, ix = cell(*src)
+        point = (src[0] + float(disp[0][iy, ix, edge]), src[1] + float(disp[1][iy, ix, edge]))
         for _ in range(refine_steps):
-            iy, ix = cell(point[0], point[1])
-            point = np.array([iy * stride + so[iy, ix, target], ix * stride + so[iy, ix, k + target]])
-        iy, ix = cell(point[0], point[1])
+            iy, ix = cell(*point)
+            point = (
+                iy * stride + float(so[iy, ix, target]),
+                ix * stride + float(so[iy, ix, k + target]),
+            )
+        iy, ix = cell(*point)
         return point, float(safe_scores[iy, ix, target])
 
     sq_radius = float(nms_radius) ** 2
@@ -180,23 +190,24 @@ def decode(
     for y, x, part, root_score in zip(ys, xs, parts, part_scores, strict=True):
         if len(results) >= max_poses:
             break
-        root = np.array([y * stride + so[y, x, part], x * stride + so[y, x, k + part]])
-        if any(((p[part] - root) ** 2).sum() <= sq_radius for p in poses_xy):
-            continue
-        pos = np.zeros((k, 2))
-        kp_scores = np.zeros(k)
-        done = np.zeros(k, dtype=bool)
-        pos[part], kp_scores[part], done[part] = root, min(float(root_score), 1.0), True
+        root = (y * stride + float(so[y, x, part]), x * stride + float(so[y, x, k + part]))
+        if poses_xy:
+            prev = np.stack([p[part] for p in poses_xy])
+            if (((prev - root) ** 2).sum(-1) <= sq_radius).any():
+                continue
+        found: dict[int, tuple[tuple[float, float], float]] = {
+            int(part): (root, min(float(root_score), 1.0))
+        }
         for edge in range(n_edges - 1, -1, -1):
             parent, child = POSE_CHAIN[edge]
-            if done[child] and not done[parent]:
-                pos[parent], kp_scores[parent] = traverse(edge, pos[child], parent, bwd)
-                done[parent] = True
+            if child in found and parent not in found:
+                found[parent] = traverse(edge, found[child][0], parent, bwd)
         for edge in range(n_edges):
             parent, child = POSE_CHAIN[edge]
-            if done[parent] and not done[child]:
-                pos[child], kp_scores[child] = traverse(edge, pos[parent], child, fwd)
-                done[child] = True
+            if parent in found and child not in found:
+                found[child] = traverse(edge, found[parent][0], child, fwd)
+        pos = np.array([found[i][0] for i in range(k)], dtype=np.float64)
+        kp_scores = np.array([found[i][1] for i in range(k)], dtype=np.float64)
         if poses_xy:
             prev = np.stack(poses_xy)  # (P, K, 2)
             overlapped = (((prev - pos[None]) ** 2).sum(-1) <= sq_radius).any(0)
@@ -213,8 +224,14 @@ def decode(
         # Heatmap cells index pixels; a pixel's centre is at index + 0.5 in normalized terms.
         xy = np.stack([(pos[:, 1] + 0.5) / in_w, (pos[:, 0] + 0.5) / in_h], axis=1)
         xy = np.clip(np.nan_to_num(xy, nan=0.0), 0.0, 1.0)
-        kps = tuple(Keypoint(float(a), float(b), float(s)) for (a, b), s in zip(xy, kp_scores, strict=True))
-        box = None if box_score_threshold is None else keypoints_box(xy, kp_scores, box_score_threshold)
+        kps = tuple(
+            Keypoint(float(a), float(b), float(s)) for (a, b), s in zip(xy, kp_scores, strict=True)
+        )
+        box = (
+            None
+            if box_score_threshold is None
+            else keypoints_box(xy, kp_scores, box_score_threshold)
+        )
         poses.append(Pose(kps, instance_score, box))
     poses.sort(key=lambda p: -p.score)
     return poses

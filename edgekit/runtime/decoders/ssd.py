@@ -22,7 +22,9 @@ def _squeeze_batch(a: np.ndarray, ndim: int, name: str, last: int | None = None)
         arr = arr[0]
     if arr.ndim != ndim or (last is not None and arr.shape[-1] != last):
         want = "(N,)" if ndim == 1 else f"(N, {last if last is not None else 'C'})"
-        raise ValueError(f"{name} must have shape {want} (optionally with a batch of 1), got {np.shape(a)}")
+        raise ValueError(
+            f"{name} must have shape {want} (optionally with a batch of 1), got {np.shape(a)}"
+        )
     return arr
 
 
@@ -49,7 +51,9 @@ def decode_postprocessed(
     s = _squeeze_batch(scores, 1, "scores")
     n = b.shape[0]
     if c.shape[0] != n or s.shape[0] != n:
-        raise ValueError(f"boxes ({n}), classes ({c.shape[0]}) and scores ({s.shape[0]}) disagree in length")
+        raise ValueError(
+            f"boxes ({n}), classes ({c.shape[0]}) and scores ({s.shape[0]}) disagree in length"
+        )
     if count is not None:
         cnt = np.asarray(count, dtype=np.float64).reshape(-1)
         if cnt.size != 1:
@@ -98,7 +102,9 @@ def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
         if activation == "sigmoid":
             return 0.5 * (1.0 + np.tanh(0.5 * logits))
         if activation == "softmax":
-            z = logits - np.max(np.where(np.isfinite(logits), logits, -np.inf), axis=1, keepdims=True)
+            z = logits - np.max(
+                np.where(np.isfinite(logits), logits, -np.inf), axis=1, keepdims=True
+            )
             z = np.where(np.isfinite(z), z, -np.inf)
             ez = np.exp(z)
             total = ez.sum(axis=1, keepdims=True)
@@ -134,12 +140,16 @@ def decode_raw(
     scores = _squeeze_batch(class_scores, 2, "class_scores")
     boxes = decode_boxes(box_encodings, anchors, scales)
     if scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"class_scores has {scores.shape[0]} rows but there are {boxes.shape[0]} anchors")
+        raise ValueError(
+            f"class_scores has {scores.shape[0]} rows but there are {boxes.shape[0]} anchors"
+        )
     if scores_are_logits:
         scores = _activate(scores, activation)
     if has_background:
         if scores.shape[1] < 2:
-            raise ValueError(f"class_scores needs a background column and at least one class, got {scores.shape}")
+            raise ValueError(
+                f"class_scores needs a background column and at least one class, got {scores.shape}"
+            )
         scores = scores[:, 1:]
     valid_box = np.isfinite(boxes).all(axis=1)
     with np.errstate(invalid="ignore"):

@@ -39,11 +39,15 @@ def to_channels_first(
     otherwise the smaller axis (YOLO heads have far more candidates than channels) unless it is
     too small to hold a box and a class.
     """
-    p = np.asarray(pred, dtype=np.float64)
+    p = np.asarray(pred)
+    if p.dtype.kind != "f":
+        p = p.astype(np.float64)
     while p.ndim > 2 and p.shape[0] == 1:
         p = p[0]
     if p.ndim != 2:
-        raise ValueError(f"YOLO output must be (4+C, N), (N, 4+C) or with a batch of 1, got {np.shape(pred)}")
+        raise ValueError(
+            f"YOLO output must be (4+C, N), (N, 4+C) or with a batch of 1, got {np.shape(pred)}"
+        )
     rows, cols = p.shape
     if num_classes is not None:
         want = extra + int(num_classes)
@@ -92,18 +96,18 @@ def decode(
         cls = p[extra:]
         if has_objectness:
             cls = cls * p[4][None, :]
-        cls = np.where(np.isnan(cls), -np.inf, cls)
-        class_ids = np.argmax(cls, axis=0)
-        scores = cls[class_ids, np.arange(cls.shape[1])]
+        # Best score per candidate; a NaN anywhere in a column makes it NaN: dropped below.
+        scores = cls.max(axis=0)
         boxes = cxcywh_to_xyxy(p[:4].T)
-        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
-        cand = np.flatnonzero(finite & (scores >= score_threshold))
+        finite_box = np.isfinite(boxes).all(axis=1)
+        cand = np.flatnonzero(finite_box & (scores >= score_threshold))
     if normalized is None:  # guessed from every finite box, not only the candidates
-        all_finite = boxes[np.isfinite(boxes).all(axis=1)]
+        all_finite = boxes[finite_box]
         normalized = bool(all_finite.size == 0 or np.abs(all_finite).max() <= _NORMALIZED_MAX)
-    if cand.size and pre_nms_top_k is not None and cand.size > pre_nms_top_k:
+    if pre_nms_top_k is not None and cand.size > pre_nms_top_k:
         cand = cand[np.argsort(-scores[cand], kind="stable")[: max(int(pre_nms_top_k), 0)]]
-    boxes, scores, class_ids = boxes[cand], scores[cand], class_ids[cand]
+    class_ids = np.argmax(cls[:, cand], axis=0)
+    boxes, scores = boxes[cand].astype(np.float64), scores[cand].astype(np.float64)
     if not normalized:
         hw = _hw(input_size)
         if hw is None:
@@ -149,12 +153,16 @@ def decode_nms(
     if b.size == 0:
         b = b.reshape(0, 4)
     if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4) (optionally with a batch of 1), got {np.shape(boxes)}")
+        raise ValueError(
+            f"boxes must have shape (N, 4) (optionally with a batch of 1), got {np.shape(boxes)}"
+        )
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     c = np.asarray(classes, dtype=np.float64).reshape(-1)
     n = b.shape[0]
     if s.shape[0] != n or c.shape[0] != n:
-        raise ValueError(f"boxes ({n}), scores ({s.shape[0]}) and classes ({c.shape[0]}) disagree in length")
+        raise ValueError(
+            f"boxes ({n}), scores ({s.shape[0]}) and classes ({c.shape[0]}) disagree in length"
+        )
     if count is not None:
         cnt = np.asarray(count, dtype=np.float64).reshape(-1)
         if cnt.size != 1:

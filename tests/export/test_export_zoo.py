@@ -1,0 +1,119 @@
+"""Every zoo model exports to full int8, runs in the runtime from its embedded spec alone, and
+agrees with the float Keras model on a real photo; Edge-TPU readiness matches the registry.
+
+Untrained (random) weights make every activation vanish layer after layer (He/Glorot init with
+identity BatchNorm statistics), so comparisons on them would compare zeros. Each model's
+BatchNorm statistics are first set from a batch of real photos (one forward pass in training
+mode with momentum 0: every BN then normalizes its input to zero mean / unit variance, as in a
+trained network), which gives realistic, non-degenerate activations to quantize.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from edgekit.export.edgetpu import summarize  # noqa: E402
+from edgekit.export.representative import float_preprocessor, read_rgb, sample_photos  # noqa: E402
+from edgekit.export.tflite import ExportConfig, export_model  # noqa: E402
+from edgekit.runtime.model import Model  # noqa: E402
+from edgekit.zoo.registry import get_entry, list_models  # noqa: E402
+
+pytestmark = pytest.mark.tf
+
+SIZE = 96
+NUM_CLASSES = 5
+FAST = {"ssdlite_mobilenet_v2", "mobilenet_v3_small", "movenet_mobilenet_v2"}
+NAMES = [e.name for e in list_models()]
+
+
+def photos_batch(spec):
+    prep = float_preprocessor(spec)
+    return np.concatenate([prep(read_rgb(p))[0] for p in sample_photos()], axis=0)
+
+
+def recalibrate_batchnorm(model, batch):
+    """Set every BatchNorm's moving statistics to those of ``batch`` (see module docstring)."""
+    bns = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    for bn in bns:
+        bn.momentum = 0.0
+    model(batch, training=True)
+    for bn in bns:
+        bn.momentum = 0.99
+
+
+def _as_list(out):
+    return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+def _corr(a, b):
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def check_agreement(task, decoder, ref, got):
+    """Float vs int8 raw outputs on one photo. Tolerances: int8 activations carry ~range/255
+    rounding per layer, which over tens of layers leaves a few % of the output range as noise:
+    - classifiers: same top-1 when the float margin is clear (> 0.05), probabilities within 0.1;
+    - detectors/pose: Pearson correlation of each raw output >= 0.95 (bbox encodings, logits,
+      YOLO predictions, keypoint scores), i.e. the int8 map is the float map plus small noise.
+    """
+    if task == "classify":
+        p, q = ref[0].ravel(), got[0].ravel()
+        top2 = np.sort(p)[-2:]
+        if top2[1] - top2[0] > 0.05:
+            assert int(np.argmax(p)) == int(np.argmax(q))
+        assert np.abs(p - q).max() <= 0.1
+        return {"max_abs_prob_diff": float(np.abs(p - q).max())}
+    if decoder == "movenet":
+        r, g = ref[0].reshape(17, 3), got[0].reshape(17, 3)
+        c = _corr(r[:, 2], g[:, 2])
+        assert c >= 0.95, c
+        return {"score_corr": c}
+    cs = [_corr(r, g) for r, g in zip(ref, got, strict=True)]
+    assert min(cs) >= 0.95, cs
+    return {"corr": cs}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in NAMES])
+def test_zoo_model_exports_to_int8_and_runs(name, tmp_path):
+    entry = get_entry(name)
+    n = None if entry.task == "pose" else NUM_CLASSES
+    model = entry.create(num_classes=n, input_size=SIZE)
+    labels = () if entry.task == "pose" else tuple(f"class{i}" for i in range(NUM_CLASSES))
+    spec = entry.spec(model, labels)
+    recalibrate_batchnorm(model, photos_batch(spec))
+    result = export_model(model, spec, ExportConfig(format="int8", out=tmp_path / f"{name}.tflite", calib_samples=24))
+
+    loaded = Model.load(result.path)  # no flags: everything comes from the embedded spec
+    assert (loaded.spec.task, loaded.spec.decoder) == (entry.task, entry.decoder)
+    assert loaded.spec.input_dtype == "uint8" and loaded.spec.input_size == (SIZE, SIZE)
+    if entry.task != "pose":
+        assert loaded.labels == labels
+    photo = read_rgb(sample_photos()[0])
+    pred = loaded.predict(photo)
+    if entry.task == "classify":
+        assert len(pred.classes) >= 1 and pred.classes[0].label.startswith("class")
+    elif entry.task == "pose":
+        assert len(pred.poses) == 1 and len(pred.poses[0].keypoints) == 17
+    else:
+        assert isinstance(pred.detections, tuple)
+
+    x, _ = float_preprocessor(spec)(photo)
+    ref = _as_list(model(x, training=False))
+    tensor, _ = loaded.preprocess(photo)
+    got = loaded.dequantize(loaded.invoke(tensor))
+    metrics = check_agreement(entry.task, entry.decoder, ref, got)
+
+    report = result.edgetpu_report
+    if entry.edgetpu_ready:
+        assert report["edgetpu_ready"], summarize(report)
+        before_tail = [op for op in report["ops"] if op["status"] not in ("cpu_tail", "cpu_head")]
+        assert all(op["status"] == "mappable" for op in before_tail)
+    else:
+        first = report["first_unmappable"]
+        assert first is not None and first["reason"], summarize(report)
+        assert first["op"] in first["reason"] or "quantized" in first["reason"]
+    print(name, summarize(report), metrics)
