@@ -113,8 +113,7 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
 
             model = Model.load(path)
         except EdgekitError as exc:
-            # The runtime reads the file first and names it "<model bytes>" in its errors.
-            loadable, load_error = False, str(exc).replace("<model bytes>", str(path))
+            loadable, load_error = False, str(exc)
         else:
             loadable = True
             # Some outputs (e.g. TFLite_Detection_PostProcess's) have no static shape in the
@@ -244,7 +243,11 @@ def format_description(info: dict[str, Any]) -> str:
             h, w = spec["input_size"]
             extra.append(f"input {h}x{w} (HxW) {spec.get('input_dtype', '')}")
         if spec.get("resize_mode"):
-            extra.append(f"{spec['resize_mode']} to fit")
+            extra.append(
+                {"resize": "stretched", "letterbox": "letterboxed"}.get(
+                    spec["resize_mode"], spec["resize_mode"]
+                )
+            )
         if spec.get("normalization"):
             extra.append(
                 f"normalization mean={spec['normalization'][0]:g} std={spec['normalization'][1]:g}"

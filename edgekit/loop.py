@@ -354,7 +354,7 @@ class _Run:
 
 
 def _close_all(closers: Sequence[Callable[[], None]]) -> BaseException | None:
-    """Call every closer; return the first exception (the rest are chained as context)."""
+    """Call every closer even if some fail; return the first exception (or None)."""
     first: BaseException | None = None
     for close in closers:
         try:

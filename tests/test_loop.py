@@ -141,6 +141,7 @@ def test_serial_loop_with_a_fake_clock_is_exact():
     assert stats.stages["write"].p50 == pytest.approx(1.0)
     assert stats.stages["total"].count == 6
     assert stats.stopped_by == "end"
+    assert stats.summary().startswith("6 frames in 0.08 s = 76.9 fps (serial), dropped 0")
 
 
 def test_serial_duration_with_a_fake_clock():

@@ -54,6 +54,16 @@ def fake_step(ms: float) -> Callable[[Any], Any]:
     return step
 
 
+def warm_up(step: Callable[[Any], Any], video: Path, calls: int) -> None:
+    """Run ``step`` ``calls`` times on the video's first frame, outside any measurement."""
+    from edgekit.io.sources import open_source
+
+    with open_source(str(video)) as source:
+        frame = next(iter(source))
+    for _ in range(calls):
+        step(frame)
+
+
 def run_mode(
     step: Callable[[Any], Any],
     video: Path,
@@ -108,8 +118,10 @@ def bench(
     frames: int | None = None,
     fake_ms: float | None = None,
     out_dir: Path | None = None,
+    warmup: int = 5,
 ) -> dict[str, Any]:
-    """Serial then pipelined on the same step; returns machine, setup and both runs' figures."""
+    """Serial then pipelined, each without then with the lores resize, on one step (warmed up
+    first: the first invokes of an interpreter are slow); returns setup and every run's figures."""
     lores: tuple[tuple[int, int], str] | None
     if fake_ms is not None:
         step, what = fake_step(fake_ms), f"fake step sleeping {fake_ms} ms"
@@ -121,6 +133,7 @@ def bench(
         loaded = Model.load(model, threads=threads)
         step, what = make_step(loaded), f"{model.name}, {loaded.backend.name}, {threads} thread(s)"
         lores = (loaded.input_size, loaded.spec.resize_mode)
+    warm_up(step, video, warmup)
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-loop-") as tmp:
         where = Path(out_dir) if out_dir is not None else Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
@@ -167,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fake-ms", type=float, default=None, help="no model: a step sleeping MS")
     parser.add_argument("--out", type=Path, default=None, help="keep the videos/JSONL here")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     parser.add_argument("--min-ratio", type=float, default=0.95)
     args = parser.parse_args(argv)
     for path in [args.video] + ([] if args.fake_ms is not None else [args.model]):
@@ -180,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         frames=args.frames,
         fake_ms=args.fake_ms,
         out_dir=args.out,
+        warmup=args.warmup,
     )
     print(table(result))
     if args.json:

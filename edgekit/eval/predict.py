@@ -141,14 +141,20 @@ class KerasInterpreter:
         self._x = np.asarray(value, np.float32)
 
     def invoke(self) -> None:
-        import keras
-
         out = self.keras_model(self._x, training=False)
         out = out if isinstance(out, (list, tuple)) else [out]
-        self._values = [np.asarray(keras.ops.convert_to_numpy(o), np.float32) for o in out]
+        self._values = [np.asarray(_to_numpy(o), np.float32) for o in out]
 
     def get_tensor(self, index: int) -> np.ndarray:
         return self._values[index - 1]
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    import keras
+
+    return keras.ops.convert_to_numpy(value)
 
 
 def _registry_entry(model_name: str, arch: str | None) -> Any:
