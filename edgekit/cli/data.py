@@ -36,13 +36,41 @@ def data() -> None:
 
 @data.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "fmt", type=FORMAT_CHOICE, default="auto", show_default=True, help="Dataset format.")
-@click.option("--split", default=None, help="Only this split (YOLO data.yaml train/val/test, VOC ImageSets/Main/<split>.txt).")
-@click.option("--names", default=None, help="Class names for a bare YOLO folder: 'a,b,c' or a file with one per line.")
-@click.option("--no-decode", is_flag=True, help="Skip decoding every image (faster; broken images go unnoticed).")
-@click.option("--min-box", type=float, default=2.0, show_default=True, help="Warn about boxes smaller than this (pixels).")
+@click.option(
+    "--format", "fmt", type=FORMAT_CHOICE, default="auto", show_default=True, help="Dataset format."
+)
+@click.option(
+    "--split",
+    default=None,
+    help="Only this split (YOLO data.yaml train/val/test, VOC ImageSets/Main/<split>.txt).",
+)
+@click.option(
+    "--names",
+    default=None,
+    help="Class names for a bare YOLO folder: 'a,b,c' or a file with one per line.",
+)
+@click.option(
+    "--no-decode",
+    is_flag=True,
+    help="Skip decoding every image (faster; broken images go unnoticed).",
+)
+@click.option(
+    "--min-box",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Warn about boxes smaller than this (pixels).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def check(path: Path, fmt: str, split: str | None, names: str | None, no_decode: bool, min_box: float, as_json: bool) -> None:
+def check(
+    path: Path,
+    fmt: str,
+    split: str | None,
+    names: str | None,
+    no_decode: bool,
+    min_box: float,
+    as_json: bool,
+) -> None:
     """Validate a dataset and summarise it.
 
     Prints each problem on its own line (file, line or field, what is wrong), then a table of
@@ -56,7 +84,9 @@ def check(path: Path, fmt: str, split: str | None, names: str | None, no_decode:
     """
     from edgekit.data.check import check_dataset
 
-    report = check_dataset(path, fmt, split=split, names=_names(names), decode_images=not no_decode, min_box_px=min_box)
+    report = check_dataset(
+        path, fmt, split=split, names=_names(names), decode_images=not no_decode, min_box_px=min_box
+    )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -76,7 +106,7 @@ def _print_report(report) -> None:
     table.add_column("id", justify="right", footer="")
     table.add_column("class", footer="total")
     table.add_column("boxes", justify="right", footer=str(report.num_boxes))
-    for i, (name, count) in enumerate(zip(report.class_names, report.class_counts)):
+    for i, (name, count) in enumerate(zip(report.class_names, report.class_counts, strict=True)):
         if count:
             table.add_row(str(i), name, str(count))
     console.print(table)
@@ -93,12 +123,26 @@ def _print_report(report) -> None:
 @data.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--to", "to", type=click.Choice(["coco", "yolo"]), required=True, help="Output format.")
-@click.option("--format", "fmt", type=FORMAT_CHOICE, default="auto", show_default=True, help="Input format.")
+@click.option(
+    "--to", "to", type=click.Choice(["coco", "yolo"]), required=True, help="Output format."
+)
+@click.option(
+    "--format", "fmt", type=FORMAT_CHOICE, default="auto", show_default=True, help="Input format."
+)
 @click.option("--split", default=None, help="Only this split of the input.")
-@click.option("--names", default=None, help="Class names for a bare YOLO folder: 'a,b,c' or a file.")
-@click.option("--images", type=click.Choice(["copy", "symlink", "none"]), default="copy", show_default=True, help="YOLO output: how images are placed.")
-def convert(path: Path, out: Path, to: str, fmt: str, split: str | None, names: str | None, images: str) -> None:
+@click.option(
+    "--names", default=None, help="Class names for a bare YOLO folder: 'a,b,c' or a file."
+)
+@click.option(
+    "--images",
+    type=click.Choice(["copy", "symlink", "none"]),
+    default="copy",
+    show_default=True,
+    help="YOLO output: how images are placed.",
+)
+def convert(
+    path: Path, out: Path, to: str, fmt: str, split: str | None, names: str | None, images: str
+) -> None:
     """Convert a dataset: to a COCO JSON file (OUT.json) or a YOLO folder (OUT/).
 
     \b
@@ -116,4 +160,6 @@ def convert(path: Path, out: Path, to: str, fmt: str, split: str | None, names: 
         from edgekit.data.yolo_txt import write_yolo
 
         written = write_yolo(dataset, out, images=images)
-    click.echo(f"wrote {written} ({len(dataset)} images, {dataset.num_boxes} boxes, {dataset.num_classes} classes)")
+    click.echo(
+        f"wrote {written} ({len(dataset)} images, {dataset.num_boxes} boxes, {dataset.num_classes} classes)"
+    )

@@ -31,8 +31,16 @@ import click
     type=click.Choice(["val", "train", "all"]),
     help="Which part of the deterministic split (the one training uses) to evaluate.",
 )
-@click.option("--all", "all_images", is_flag=True, help="Evaluate every image (same as --split all).")
-@click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option(
+    "--all", "all_images", is_flag=True, help="Evaluate every image (same as --split all)."
+)
+@click.option(
+    "--val-fraction",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of images in the validation part.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Split seed.")
 @click.option(
     "--score",
@@ -41,7 +49,18 @@ import click
     type=click.FloatRange(0, 1),
     help="Score threshold for detections/poses (keep it low for mAP).",
 )
-@click.option("--max-images", type=click.IntRange(min=1), help="Evaluate only the first N images of the split.")
+@click.option(
+    "--max-dets",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Detections kept per image (COCO's limit is 100).",
+)
+@click.option(
+    "--max-images",
+    type=click.IntRange(min=1),
+    help="Evaluate only the first N images of the split.",
+)
 @click.option(
     "--class-map",
     default="auto",
@@ -49,18 +68,34 @@ import click
     type=click.Choice(["auto", "name", "coco90to80", "none"]),
     help="Model class -> dataset class: by label name (auto/name), the COCO 90->80 id table, or identity.",
 )
-@click.option("--pck-alpha", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--threads", type=click.IntRange(min=1), help="Interpreter threads (default: the backend's).")
+@click.option(
+    "--pck-alpha",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Pose: a keypoint is correct within alpha x max(box w, h) of the truth.",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="Interpreter threads (default: the backend's)."
+)
 @click.option(
     "--labels",
     "labels_path",
     type=click.Path(path_type=Path),
     help="Class names of the model (one per line, or 'id name'), overriding its own.",
 )
-@click.option("--arch", help="Keras checkpoints: the zoo model name (default: from the model's name).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write PR curves (PNG, detection).")
-@click.option("--top", default=20, show_default=True, type=click.IntRange(min=1), help="Per-class rows shown.")
+@click.option(
+    "--arch", help="Keras checkpoints: the zoo model name (default: from the model's name)."
+)
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON."
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(path_type=Path), help="Write PR curves (PNG, detection)."
+)
+@click.option(
+    "--top", default=20, show_default=True, type=click.IntRange(min=1), help="Per-class rows shown."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No tables, no progress.")
 def eval_(
     model: Path,
@@ -71,6 +106,7 @@ def eval_(
     val_fraction: float,
     seed: int,
     score: float,
+    max_dets: int,
     max_images: int | None,
     class_map: str,
     pck_alpha: float,
@@ -102,8 +138,7 @@ def eval_(
     """
     from rich.console import Console
 
-    from edgekit.eval import EvalConfig, evaluate_model
-    from edgekit.eval import report
+    from edgekit.eval import EvalConfig, evaluate_model, report
 
     labels: tuple[str, ...] = ()
     if labels_path is not None:
@@ -118,6 +153,7 @@ def eval_(
         val_fraction=val_fraction,
         seed=seed,
         score_threshold=score,
+        max_detections=max_dets,
         max_images=max_images,
         threads=threads,
         class_map=class_map,

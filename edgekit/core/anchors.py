@@ -142,3 +142,20 @@ def ssd_anchors(
         grid[..., 3] = widths[None, None, :]
         out.append(grid.reshape(-1, 4))
     return np.concatenate(out, axis=0).astype(np.float32)
+
+
+def anchors_from_params(params: dict) -> np.ndarray:
+    """The ``(A, 4)`` (cy, cx, h, w) anchors an ``ssd_raw`` spec's ``decoder_params`` describe.
+
+    Accepts the generator's keyword arguments (what the zoo embeds) under ``"anchors"`` or
+    ``"anchor_config"``, or an explicit list of anchors under ``"anchors"``.
+    Raises ``ValueError`` when neither is present.
+    """
+    anchors = params.get("anchors")
+    if isinstance(anchors, dict):
+        return np.asarray(ssd_anchors(**anchors), dtype=np.float32)
+    if anchors is not None:
+        return np.asarray(anchors, dtype=np.float32).reshape(-1, 4)
+    if isinstance(params.get("anchor_config"), dict):
+        return np.asarray(ssd_anchors(**params["anchor_config"]), dtype=np.float32)
+    raise ValueError("ssd_raw spec has neither 'anchors' nor 'anchor_config'")

@@ -107,7 +107,11 @@ def random_window(window, region, config: AugmentConfig, seed=None):
     region = tf.cast(region, tf.float32)
     lo, hi = config.scale
     zoom = tf.random.uniform([], lo, hi, seed=seed)
-    aspect = tf.exp(tf.random.uniform([], -config.aspect, config.aspect, seed=seed)) if config.aspect else 1.0
+    aspect = (
+        tf.exp(tf.random.uniform([], -config.aspect, config.aspect, seed=seed))
+        if config.aspect
+        else 1.0
+    )
     size_h = (window[2] - window[0]) / zoom * tf.sqrt(aspect)
     size_w = (window[3] - window[1]) / zoom / tf.sqrt(aspect)
     cy = (window[0] + window[2]) / 2
@@ -156,7 +160,12 @@ def apply_window(image, window, out_hw: tuple[int, int], pad_value: float = 114.
     cx0, cx1 = centres(x0, x1, float(out_w), w)
     box = tf.stack([cy0, cx0, cy1, cx1])[None]
     out = tf.image.crop_and_resize(
-        img[None], box, tf.zeros([1], tf.int32), [out_h, out_w], method="bilinear", extrapolation_value=pad_value
+        img[None],
+        box,
+        tf.zeros([1], tf.int32),
+        [out_h, out_w],
+        method="bilinear",
+        extrapolation_value=pad_value,
     )
     return out[0]
 
@@ -256,7 +265,9 @@ def color_jitter(image, config: AugmentConfig, seed=None):
         m = sat * tf.eye(3) + (1.0 - sat) * tf.ones([3, 1]) @ luma
     if config.hue:
         theta = uniform(config.hue) * 2.0 * math.pi
-        to_yiq = tf.constant([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+        to_yiq = tf.constant(
+            [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
+        )
         c, s_ = tf.cos(theta), tf.sin(theta)
         rot = tf.stack([[1.0, 0.0, 0.0], tf.stack([0.0, c, -s_]), tf.stack([0.0, s_, c])])
         m = tf.linalg.inv(to_yiq) @ rot @ to_yiq @ m
@@ -269,7 +280,14 @@ def color_jitter(image, config: AugmentConfig, seed=None):
     return tf.clip_by_value(x, 0.0, 255.0)
 
 
-def mosaic4(images, targets, out_hw: tuple[int, int], config: AugmentConfig, pad_value: float = 114.0, count: int = 1):
+def mosaic4(
+    images,
+    targets,
+    out_hw: tuple[int, int],
+    config: AugmentConfig,
+    pad_value: float = 114.0,
+    count: int = 1,
+):
     """``count`` 2x2 mosaics of four (out_h, out_w, 3) images with padded targets (as from
     :func:`pad_targets`, stacked on a leading axis of 4). The canvas is built once; each mosaic
     is a random window of half to all of it, resized to ``out_hw``. Returns (images
@@ -292,7 +310,9 @@ def mosaic4(images, targets, out_hw: tuple[int, int], config: AugmentConfig, pad
         num_kp = int(kp.shape[2])
         xy = kp[..., :2] / 2.0 + offsets[:, None, None, :]
         xy = tf.where(kp[..., 2:3] > 0, xy, tf.zeros_like(xy))
-        kps = tf.boolean_mask(tf.reshape(tf.concat([xy, kp[..., 2:3]], -1), [4 * max_boxes, num_kp, 3]), valid)
+        kps = tf.boolean_mask(
+            tf.reshape(tf.concat([xy, kp[..., 2:3]], -1), [4 * max_boxes, num_kp, 3]), valid
+        )
     boxes, ids = tf.boolean_mask(boxes, valid), tf.boolean_mask(ids, valid)
     out_images, out_targets = [], []
     for _ in range(count):
@@ -302,7 +322,13 @@ def mosaic4(images, targets, out_hw: tuple[int, int], config: AugmentConfig, pad
         window = tf.stack([cy - size / 2, cx - size / 2, cy + size / 2, cx + size / 2])
         out_images.append(apply_window(canvas, window, out_hw, pad_value))
         b, c, k = transform_targets(
-            boxes, ids, kps, window, out_hw, min_box_px=config.min_box_px, min_visible=config.min_visible
+            boxes,
+            ids,
+            kps,
+            window,
+            out_hw,
+            min_box_px=config.min_box_px,
+            min_visible=config.min_visible,
         )
         out_targets.append(pad_targets(b, c, k, max_boxes, num_kp))
     stacked = {key: tf.stack([t[key] for t in out_targets]) for key in out_targets[0]}

@@ -65,7 +65,8 @@ class CheckReport:
             "warnings": len(self.warnings),
             "problem_counts": codes,
             "classes": [
-                {"id": i, "name": n, "boxes": c} for i, (n, c) in enumerate(zip(self.class_names, self.class_counts))
+                {"id": i, "name": n, "boxes": c}
+                for i, (n, c) in enumerate(zip(self.class_names, self.class_counts, strict=True))
             ],
             "problems": [p.to_dict() for p in self.problems],
         }
@@ -119,7 +120,9 @@ def _pairwise_iou(b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _check_boxes(dataset: Dataset, problems: Problems, min_box_px: float, duplicate_iou: float) -> None:
+def _check_boxes(
+    dataset: Dataset, problems: Problems, min_box_px: float, duplicate_iou: float
+) -> None:
     for r in dataset.images:
         if r.num_objects == 0:
             continue
@@ -129,15 +132,25 @@ def _check_boxes(dataset: Dataset, problems: Problems, min_box_px: float, duplic
         for k in range(r.num_objects):
             where = f"box {k + 1} ({dataset.class_names[r.class_ids[k]]})"
             if w[k] <= 0 or h[k] <= 0:
-                problems.warn(name, where, f"degenerate box {w[k]:.1f}x{h[k]:.1f} px (zero area)", "degenerate")
+                problems.warn(
+                    name,
+                    where,
+                    f"degenerate box {w[k]:.1f}x{h[k]:.1f} px (zero area)",
+                    "degenerate",
+                )
             elif w[k] < min_box_px or h[k] < min_box_px:
-                problems.warn(name, where, f"tiny box {w[k]:.1f}x{h[k]:.1f} px (< {min_box_px:g} px)", "small")
+                problems.warn(
+                    name, where, f"tiny box {w[k]:.1f}x{h[k]:.1f} px (< {min_box_px:g} px)", "small"
+                )
         iou = _pairwise_iou(px)
         same = r.class_ids[:, None] == r.class_ids[None, :]
         dup = np.argwhere(np.triu((iou >= duplicate_iou) & same, k=1))
         for i, j in dup:
             problems.warn(
-                name, f"box {j + 1}", f"duplicate of box {i + 1} (same class, IoU {iou[i, j]:.2f})", "duplicate"
+                name,
+                f"box {j + 1}",
+                f"duplicate of box {i + 1} (same class, IoU {iou[i, j]:.2f})",
+                "duplicate",
             )
 
 
@@ -167,18 +180,26 @@ def check_dataset(
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             results = list(pool.map(_decode_one, dataset.images))
         seen: dict[str, str] = {}
-        for i, (r, (err, size, digest)) in enumerate(zip(dataset.images, results)):
+        for i, (r, (err, size, digest)) in enumerate(zip(dataset.images, results, strict=True)):
             name = display_path(r.path, dataset.root)
             if err is not None:
                 problems.error(name, "", err, "unreadable_image")
                 broken.add(i)
             elif size != (r.width, r.height):
                 problems.error(
-                    name, "", f"image is {size[0]}x{size[1]} but the annotations say {r.width}x{r.height}", "size_mismatch"
+                    name,
+                    "",
+                    f"image is {size[0]}x{size[1]} but the annotations say {r.width}x{r.height}",
+                    "size_mismatch",
                 )
             if digest:
                 if digest in seen:
-                    problems.warn(name, "", f"same bytes as {seen[digest]} (duplicate image)", "duplicate_image")
+                    problems.warn(
+                        name,
+                        "",
+                        f"same bytes as {seen[digest]} (duplicate image)",
+                        "duplicate_image",
+                    )
                 else:
                     seen[digest] = name
     _check_boxes(dataset, problems, min_box_px, duplicate_iou)

@@ -35,7 +35,11 @@ def _images_dir(json_path: Path, images: list[dict]) -> Path:
     candidates = [parent, parent / "images", parent.parent, parent.parent / "images"]
     if split:
         candidates += [parent.parent / split, parent.parent / "images" / split, parent / split]
-    names = [im.get("file_name") for im in images[:1] if isinstance(im, dict) and isinstance(im.get("file_name"), str)]
+    names = [
+        im.get("file_name")
+        for im in images[:1]
+        if isinstance(im, dict) and isinstance(im.get("file_name"), str)
+    ]
     for c in candidates:
         if names and (c / names[0]).is_file():
             return c
@@ -65,9 +69,13 @@ def read_coco(
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{name} line {exc.lineno}: JSON syntax error: {exc.msg} (column {exc.colno})") from None
+        raise DatasetError(
+            f"{name} line {exc.lineno}: JSON syntax error: {exc.msg} (column {exc.colno})"
+        ) from None
     if not isinstance(data, dict):
-        raise DatasetError(f"{name}: expected a JSON object with images, annotations and categories")
+        raise DatasetError(
+            f"{name}: expected a JSON object with images, annotations and categories"
+        )
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{name}: {key}: missing or not a list")
@@ -79,8 +87,14 @@ def read_coco(
     cats: dict[int, dict] = {}
     for i, cat in enumerate(data["categories"]):
         where = f"categories[{i}]"
-        if not isinstance(cat, dict) or not _is_int(cat.get("id")) or not isinstance(cat.get("name"), str):
-            problems.error(name, where, "expected an object with integer 'id' and string 'name'", "syntax")
+        if (
+            not isinstance(cat, dict)
+            or not _is_int(cat.get("id"))
+            or not isinstance(cat.get("name"), str)
+        ):
+            problems.error(
+                name, where, "expected an object with integer 'id' and string 'name'", "syntax"
+            )
             continue
         if cat["id"] in cats:
             problems.error(name, f"{where}.id", f"duplicate category id {cat['id']}", "duplicate")
@@ -96,9 +110,16 @@ def read_coco(
         kn = cats[cid].get("keypoints")
         if kn:
             if not isinstance(kn, list) or not all(isinstance(s, str) for s in kn):
-                problems.error(name, f"categories (id {cid}).keypoints", "expected a list of names", "syntax")
+                problems.error(
+                    name, f"categories (id {cid}).keypoints", "expected a list of names", "syntax"
+                )
             elif keypoint_names and tuple(kn) != keypoint_names:
-                problems.error(name, f"categories (id {cid}).keypoints", "differs from another category's keypoints", "syntax")
+                problems.error(
+                    name,
+                    f"categories (id {cid}).keypoints",
+                    "differs from another category's keypoints",
+                    "syntax",
+                )
             else:
                 keypoint_names = tuple(kn)
     nk = len(keypoint_names) if keypoint_names else None
@@ -114,13 +135,17 @@ def read_coco(
             continue
         bad = next((k for k in ("id", "width", "height") if not _is_int(im.get(k))), None)
         if bad is not None:
-            problems.error(name, f"{where}.{bad}", f"expected an integer, got {im.get(bad)!r}", "syntax")
+            problems.error(
+                name, f"{where}.{bad}", f"expected an integer, got {im.get(bad)!r}", "syntax"
+            )
             continue
         if not isinstance(im.get("file_name"), str) or not im["file_name"]:
             problems.error(name, f"{where}.file_name", "missing or not a string", "syntax")
             continue
         if im["width"] <= 0 or im["height"] <= 0:
-            problems.error(name, where, f"image size {im['width']}x{im['height']} is not positive", "range")
+            problems.error(
+                name, where, f"image size {im['width']}x{im['height']} is not positive", "range"
+            )
             continue
         if im["id"] in images:
             problems.error(name, f"{where}.id", f"duplicate image id {im['id']}", "duplicate")
@@ -138,7 +163,9 @@ def read_coco(
 
     # annotations
     objs: dict[int, list[tuple[list[float], int, int, np.ndarray | None]]] = {i: [] for i in order}
-    all_ids = {im.get("id") for im in data["images"] if isinstance(im, dict) and _is_int(im.get("id"))}
+    all_ids = {
+        im.get("id") for im in data["images"] if isinstance(im, dict) and _is_int(im.get("id"))
+    }
     for i, ann in enumerate(anns):
         where = f"annotations[{i}]"
         if not isinstance(ann, dict):
@@ -147,18 +174,29 @@ def read_coco(
         image_id, cat_id = ann.get("image_id"), ann.get("category_id")
         if image_id not in objs:
             if image_id not in all_ids:
-                problems.error(name, f"{where}.image_id", f"no image with id {image_id!r}", "reference")
+                problems.error(
+                    name, f"{where}.image_id", f"no image with id {image_id!r}", "reference"
+                )
             continue  # image exists but was rejected above: already reported
         if cat_id not in class_of:
-            problems.error(name, f"{where}.category_id", f"no category with id {cat_id!r}", "reference")
+            problems.error(
+                name, f"{where}.category_id", f"no category with id {cat_id!r}", "reference"
+            )
             continue
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
             got = f"{len(bbox)} values" if isinstance(bbox, list) else repr(bbox)
-            problems.error(name, f"{where}.bbox", f"expected 4 numbers [x, y, width, height], got {got}", "syntax")
+            problems.error(
+                name,
+                f"{where}.bbox",
+                f"expected 4 numbers [x, y, width, height], got {got}",
+                "syntax",
+            )
             continue
         if bbox[2] < 0 or bbox[3] < 0:
-            problems.error(name, f"{where}.bbox", f"negative width or height {bbox[2]:g}x{bbox[3]:g}", "range")
+            problems.error(
+                name, f"{where}.bbox", f"negative width or height {bbox[2]:g}x{bbox[3]:g}", "range"
+            )
             continue
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1):
@@ -173,14 +211,25 @@ def read_coco(
             raw = ann.get("keypoints")
             if raw is None:
                 kps = np.zeros((nk, 3), np.float32)
-            elif not isinstance(raw, list) or len(raw) != 3 * nk or not all(_is_number(v) for v in raw):
+            elif (
+                not isinstance(raw, list)
+                or len(raw) != 3 * nk
+                or not all(_is_number(v) for v in raw)
+            ):
                 got = f"{len(raw)} values" if isinstance(raw, list) else repr(raw)
-                problems.error(name, f"{where}.keypoints", f"expected {3 * nk} numbers (x, y, v) x {nk}, got {got}", "syntax")
+                problems.error(
+                    name,
+                    f"{where}.keypoints",
+                    f"expected {3 * nk} numbers (x, y, v) x {nk}, got {got}",
+                    "syntax",
+                )
                 continue
             else:
                 kps = np.asarray(raw, np.float32).reshape(nk, 3)
                 if not np.isin(kps[:, 2], (0, 1, 2)).all():
-                    problems.error(name, f"{where}.keypoints", "visibility values must be 0, 1 or 2", "range")
+                    problems.error(
+                        name, f"{where}.keypoints", "visibility values must be 0, 1 or 2", "range"
+                    )
                     continue
                 kps[:, 0] /= w
                 kps[:, 1] /= h
@@ -194,7 +243,9 @@ def read_coco(
         boxes = np.clip(np.asarray([o[0] for o in items], np.float32).reshape(-1, 4), 0.0, 1.0)
         kps = None
         if nk is not None:
-            kps = np.clip(np.asarray([o[3] for o in items], np.float32).reshape(-1, nk, 3), 0.0, None)
+            kps = np.clip(
+                np.asarray([o[3] for o in items], np.float32).reshape(-1, nk, 3), 0.0, None
+            )
             kps[..., :2] = np.minimum(kps[..., :2], 1.0)
         records.append(
             ImageRecord(
@@ -224,7 +275,9 @@ def to_coco_json(dataset: Dataset) -> dict[str, Any]:
     ann_id = 1
     for r in dataset.images:
         file_name = display_path(r.path, dataset.root) if dataset.root else r.path.name
-        images.append({"id": int(r.image_id), "file_name": file_name, "width": r.width, "height": r.height})
+        images.append(
+            {"id": int(r.image_id), "file_name": file_name, "width": r.width, "height": r.height}
+        )
         px = r.boxes_pixels().astype(np.float64)
         for k in range(r.num_objects):
             x0, y0, x1, y1 = (float(v) for v in px[k])
@@ -247,7 +300,11 @@ def to_coco_json(dataset: Dataset) -> dict[str, Any]:
             ann_id += 1
     categories = []
     for c, name in enumerate(dataset.class_names):
-        cat: dict[str, Any] = {"id": int(dataset.category_ids[c]), "name": name, "supercategory": ""}
+        cat: dict[str, Any] = {
+            "id": int(dataset.category_ids[c]),
+            "name": name,
+            "supercategory": "",
+        }
         if dataset.keypoint_names:
             cat["keypoints"] = list(dataset.keypoint_names)
         categories.append(cat)

@@ -169,7 +169,11 @@ class ImageRecord:
         k = boxes.shape[0]
         if ids.shape[0] != k:
             raise DatasetError(f"{self.path}: {k} boxes but {ids.shape[0]} class ids")
-        crowd = np.zeros(k, bool) if self.iscrowd is None else np.asarray(self.iscrowd, bool).reshape(-1)
+        crowd = (
+            np.zeros(k, bool)
+            if self.iscrowd is None
+            else np.asarray(self.iscrowd, bool).reshape(-1)
+        )
         if crowd.shape[0] != k:
             raise DatasetError(f"{self.path}: {k} boxes but {crowd.shape[0]} iscrowd flags")
         kps = self.keypoints
@@ -178,8 +182,15 @@ class ImageRecord:
             if kps.ndim != 3 or kps.shape[0] != k or kps.shape[2] != 3:
                 raise DatasetError(f"{self.path}: keypoints must be ({k}, P, 3), got {kps.shape}")
         if self.width <= 0 or self.height <= 0:
-            raise DatasetError(f"{self.path}: image size {self.width}x{self.height} is not positive")
-        for name, arr in (("boxes", boxes), ("class_ids", ids), ("iscrowd", crowd), ("keypoints", kps)):
+            raise DatasetError(
+                f"{self.path}: image size {self.width}x{self.height} is not positive"
+            )
+        for name, arr in (
+            ("boxes", boxes),
+            ("class_ids", ids),
+            ("iscrowd", crowd),
+            ("keypoints", kps),
+        ):
             if arr is not None:
                 arr.setflags(write=False)
                 object.__setattr__(self, name, arr)
@@ -292,9 +303,20 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
-def empty_record(path: Path, width: int, height: int, image_id: int, num_keypoints: int | None) -> ImageRecord:
+def empty_record(
+    path: Path, width: int, height: int, image_id: int, num_keypoints: int | None
+) -> ImageRecord:
     kps = None if num_keypoints is None else np.zeros((0, num_keypoints, 3), np.float32)
-    return ImageRecord(path, width, height, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), kps, None, image_id)
+    return ImageRecord(
+        path,
+        width,
+        height,
+        np.zeros((0, 4), np.float32),
+        np.zeros(0, np.int64),
+        kps,
+        None,
+        image_id,
+    )
 
 
 def stable_image_ids(paths: Sequence[Path]) -> list[int]:
@@ -323,10 +345,15 @@ def detect_format(path: Path | str) -> str:
             return "yolo"
         if p.suffix.lower() == ".xml":
             return "voc"
-        raise DatasetError(f"{p}: cannot tell the dataset format from this file (expected .json, .yaml or a folder)")
+        raise DatasetError(
+            f"{p}: cannot tell the dataset format from this file (expected .json, .yaml or a folder)"
+        )
     if (p / "Annotations").is_dir():
         return "voc"
-    if any((p / n).is_file() for n in ("data.yaml", "data.yml", "dataset.yaml")) or (p / "labels").is_dir():
+    if (
+        any((p / n).is_file() for n in ("data.yaml", "data.yml", "dataset.yaml"))
+        or (p / "labels").is_dir()
+    ):
         return "yolo"
     if _find_coco_json(p) is not None:
         return "coco"

@@ -5,7 +5,8 @@ into what the loss wants (SSD anchor matching, YOLO assignment, pose heatmaps: t
 Elements before ``encode_fn``: ``(image, targets)`` with ``image`` float32 (H, W, 3) normalized
 ``(pixel - mean) / std`` and ``targets`` a dict of ``boxes`` (M, 4) normalized xyxy of the model
 input, ``class_ids`` (M,) int32 (-1 = padding), ``num_boxes`` (), ``image_index`` () and, for
-keypoint datasets, ``keypoints`` (M, P, 3). In ``mode="classify_crops"`` every object becomes
+keypoint datasets, ``keypoints`` (M, P, 3). Crowd (COCO) and difficult (VOC) objects are left out
+of the targets; without augmentation no box is dropped. In ``mode="classify_crops"`` every object becomes
 one example ``(crop, class_id)``. TensorFlow is imported inside the functions.
 """
 
@@ -50,7 +51,9 @@ def _tf():
     try:
         import tensorflow as tf
     except ImportError as exc:  # pragma: no cover - train extra installed in CI
-        raise DependencyMissing("the input pipeline needs TensorFlow", hint="pip install 'edgekit[train]'") from exc
+        raise DependencyMissing(
+            "the input pipeline needs TensorFlow", hint="pip install 'edgekit[train]'"
+        ) from exc
     return tf
 
 
@@ -66,17 +69,27 @@ def _decode(path):
 
 
 def _flat_targets(dataset: Dataset):
-    """Concatenate every image's objects; row ``i`` of the offsets gives image i's slice."""
-    counts = np.array([r.num_objects for r in dataset.images], np.int64)
+    """Concatenate every image's objects (crowd/difficult ones left out: they are for evaluation
+    to ignore, not to learn from); ``offsets[i]:offsets[i + 1]`` is image i's slice."""
+    keep = [~r.iscrowd for r in dataset.images]
+    counts = np.array([int(k.sum()) for k in keep], np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    boxes = np.concatenate([r.boxes for r in dataset.images] + [np.zeros((0, 4), np.float32)]).astype(np.float32)
-    ids = np.concatenate([r.class_ids for r in dataset.images] + [np.zeros(0, np.int64)]).astype(np.int32)
+    boxes = np.concatenate(
+        [r.boxes[k] for r, k in zip(dataset.images, keep, strict=True)]
+        + [np.zeros((0, 4), np.float32)]
+    ).astype(np.float32)
+    ids = np.concatenate(
+        [r.class_ids[k] for r, k in zip(dataset.images, keep, strict=True)]
+        + [np.zeros(0, np.int64)]
+    ).astype(np.int32)
     kps = None
     if dataset.keypoint_names:
         p = len(dataset.keypoint_names)
         parts = [
-            r.keypoints if r.keypoints is not None else np.zeros((r.num_objects, p, 3), np.float32)
-            for r in dataset.images
+            r.keypoints[k]
+            if r.keypoints is not None
+            else np.zeros((int(k.sum()), p, 3), np.float32)
+            for r, k in zip(dataset.images, keep, strict=True)
         ]
         kps = np.concatenate([*parts, np.zeros((0, p, 3), np.float32)]).astype(np.float32)
     return offsets, boxes, ids, kps
@@ -112,20 +125,25 @@ def make_pipeline(
     if len(dataset) == 0:
         raise DatasetError("make_pipeline: the dataset has no images")
     if config.mode not in ("detect", "classify_crops"):
-        raise DatasetError(f"make_pipeline: mode must be detect or classify_crops, got {config.mode!r}")
+        raise DatasetError(
+            f"make_pipeline: mode must be detect or classify_crops, got {config.mode!r}"
+        )
     augment = config.augment if config.training else None
     par = tf.data.AUTOTUNE if config.num_parallel_calls is None else config.num_parallel_calls
 
     paths = tf.constant([str(r.path) for r in dataset.images])
-    sizes = tf.constant([[r.height, r.width] for r in dataset.images], tf.float32)
     offsets_np, boxes_np, ids_np, kps_np = _flat_targets(dataset)
-    offsets, all_boxes, all_ids = tf.constant(offsets_np), tf.constant(boxes_np), tf.constant(ids_np)
+    offsets, all_boxes, all_ids = (
+        tf.constant(offsets_np),
+        tf.constant(boxes_np),
+        tf.constant(ids_np),
+    )
     all_kps = None if kps_np is None else tf.constant(kps_np)
     num_kp = None if kps_np is None else int(kps_np.shape[1])
     perm = aug.flip_index(dataset.keypoint_names) if dataset.keypoint_names else None
 
-    def geometry(image, index, region):
-        src_hw = sizes[index]
+    def geometry(image, region):
+        src_hw = tf.shape(image)[:2]  # the decoded size (normalized targets do not depend on it)
         window = aug.base_window(region, src_hw, out_hw, mode)
         if augment is not None:
             window = aug.random_window(window, region, augment, seed=config.seed)
@@ -137,10 +155,10 @@ def make_pipeline(
     def load_detect(index):
         image = _decode(paths[index])
         full = tf.constant([0.0, 0.0, 1.0, 1.0])
-        out, window = geometry(image, index, full)
+        out, window = geometry(image, full)
         lo, hi = offsets[index], offsets[index + 1]
         kps = None if all_kps is None else all_kps[lo:hi]
-        kw = {}
+        kw = {"min_box_px": 0.0, "min_visible": 0.0}  # without augmentation every box is kept
         if augment is not None:
             kw = {"min_box_px": augment.min_box_px, "min_visible": augment.min_visible}
         boxes, ids, kps = aug.transform_targets(
@@ -161,7 +179,11 @@ def make_pipeline(
 
     ds = tf.data.Dataset.range(len(dataset))
     if config.training:
-        ds = ds.shuffle(min(config.shuffle_buffer, len(dataset)), seed=config.seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(
+            min(config.shuffle_buffer, len(dataset)),
+            seed=config.seed,
+            reshuffle_each_iteration=True,
+        )
     if config.repeat:
         ds = ds.repeat()
     ds = ds.map(load_detect, num_parallel_calls=par, deterministic=not config.training)
@@ -175,7 +197,9 @@ def make_pipeline(
                 t["image_index"] = targets["image_index"]
                 return out, t
 
-            return tf.cond(tf.random.uniform([], seed=config.seed) < prob, mosaics, lambda: (images, targets))
+            return tf.cond(
+                tf.random.uniform([], seed=config.seed) < prob, mosaics, lambda: (images, targets)
+            )
 
         ds = ds.batch(4, drop_remainder=True).map(maybe_mosaic, num_parallel_calls=par).unbatch()
     ds = ds.map(finish, num_parallel_calls=par)
@@ -184,10 +208,17 @@ def make_pipeline(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _crops_pipeline(dataset: Dataset, config: PipelineConfig, augment, geometry, paths, finish, par):
+def _crops_pipeline(
+    dataset: Dataset, config: PipelineConfig, augment, geometry, paths, finish, par
+):
     """One example per object: the box grown by ``crop_context``, as the whole output."""
     tf = _tf()
-    rows = [(i, k) for i, r in enumerate(dataset.images) for k in range(r.num_objects) if not r.iscrowd[k]]
+    rows = [
+        (i, k)
+        for i, r in enumerate(dataset.images)
+        for k in range(r.num_objects)
+        if not r.iscrowd[k]
+    ]
     if not rows:
         raise DatasetError("make_pipeline: classify_crops needs boxes, and the dataset has none")
     img_idx = np.array([i for i, _ in rows], np.int64)
@@ -195,17 +226,27 @@ def _crops_pipeline(dataset: Dataset, config: PipelineConfig, augment, geometry,
     c = config.crop_context
     w = regions[:, 2] - regions[:, 0]
     h = regions[:, 3] - regions[:, 1]
-    grown = np.stack([regions[:, 1] - c * h, regions[:, 0] - c * w, regions[:, 3] + c * h, regions[:, 2] + c * w], 1)
+    grown = np.stack(
+        [
+            regions[:, 1] - c * h,
+            regions[:, 0] - c * w,
+            regions[:, 3] + c * h,
+            regions[:, 2] + c * w,
+        ],
+        1,
+    )
     labels = np.array([dataset.images[i].class_ids[k] for i, k in rows], np.int32)
 
     def load_crop(index, region, label):
         image = _decode(paths[index])
-        out, _ = geometry(image, index, region)
+        out, _ = geometry(image, region)
         return finish(out, label)
 
     ds = tf.data.Dataset.from_tensor_slices((img_idx, grown.astype(np.float32), labels))
     if config.training:
-        ds = ds.shuffle(min(config.shuffle_buffer, len(rows)), seed=config.seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(
+            min(config.shuffle_buffer, len(rows)), seed=config.seed, reshuffle_each_iteration=True
+        )
     if config.repeat:
         ds = ds.repeat()
     ds = ds.map(load_crop, num_parallel_calls=par, deterministic=not config.training)
@@ -214,7 +255,9 @@ def _crops_pipeline(dataset: Dataset, config: PipelineConfig, augment, geometry,
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def measure_throughput(ds, *, warmup_batches: int = 2, max_batches: int | None = None) -> dict[str, float]:
+def measure_throughput(
+    ds, *, warmup_batches: int = 2, max_batches: int | None = None
+) -> dict[str, float]:
     """Iterate a (batched) pipeline and report images/s after ``warmup_batches``: wall-clock
     ``images_per_s`` and ``images_per_cpu_s`` (per second of this process's CPU time, all
     threads: a figure that depends less on what else the machine is running)."""

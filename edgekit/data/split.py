@@ -28,7 +28,7 @@ def split_dataset(dataset: Dataset, val_fraction: float, seed: int = 0) -> tuple
     if not 0.0 <= val_fraction < 1.0:
         raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
     n = len(dataset)
-    n_val = int(round(n * val_fraction))
+    n_val = round(n * val_fraction)
     if val_fraction > 0 and n >= 2:
         n_val = min(max(n_val, 1), n - 1)
     ranked = sorted(range(n), key=lambda i: _key(dataset, i, seed))

@@ -52,7 +52,11 @@ def read_voc(
             list_file = root / "ImageSets" / "Main" / f"{split}.txt"
             if not list_file.is_file():
                 raise DatasetError(f"{display_path(list_file, root)}: split list not found")
-            ids = [ln.split()[0] for ln in list_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            ids = [
+                ln.split()[0]
+                for ln in list_file.read_text(encoding="utf-8").splitlines()
+                if ln.strip()
+            ]
             xml_files = [ann_dir / f"{i}.xml" for i in ids]
         else:
             xml_files = sorted(ann_dir.glob("*.xml"))
@@ -81,27 +85,48 @@ def read_voc(
             try:
                 size = read_image_size(image_path)
             except DatasetError as exc:
-                problems.error(xname, "<size>", f"missing, and the image cannot be read: {exc}", "syntax")
+                problems.error(
+                    xname, "<size>", f"missing, and the image cannot be read: {exc}", "syntax"
+                )
                 continue
         width, height = size
         boxes, classes, difficult = [], [], []
         for obj_no, (name, coords, diff) in enumerate(objects, start=1):
             where = f"object {obj_no}"
             if name not in index:
-                problems.error(xname, where, f"<name> {name!r} is not one of the {len(names)} class names", "range")
+                problems.error(
+                    xname,
+                    where,
+                    f"<name> {name!r} is not one of the {len(names)} class names",
+                    "range",
+                )
                 continue
             xmin, ymin, xmax, ymax = coords
             if xmin < 0 or ymin < 0 or xmax > width + 1 or ymax > height + 1:
                 problems.error(
-                    xname, where, f"<bndbox> ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) outside the {width}x{height} image", "range"
+                    xname,
+                    where,
+                    f"<bndbox> ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) outside the {width}x{height} image",
+                    "range",
                 )
                 continue
-            box = np.clip([(xmin - 1) / width, (ymin - 1) / height, xmax / width, ymax / height], 0.0, 1.0)
+            box = np.clip(
+                [(xmin - 1) / width, (ymin - 1) / height, xmax / width, ymax / height], 0.0, 1.0
+            )
             boxes.append(box)
             classes.append(index[name])
             difficult.append(diff)
         records.append(
-            ImageRecord(image_path, width, height, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int64), None, np.asarray(difficult, bool), n)
+            ImageRecord(
+                image_path,
+                width,
+                height,
+                np.asarray(boxes, np.float32).reshape(-1, 4),
+                np.asarray(classes, np.int64),
+                None,
+                np.asarray(difficult, bool),
+                n,
+            )
         )
     return Dataset(tuple(records), names, (), "voc", root)
 
@@ -117,19 +142,29 @@ def _parse_xml(xml_path: Path, root: Path, problems: Problems):
     except ET.ParseError as exc:
         line, col = exc.position
         msg = str(exc).split(":")[0]
-        problems.error(xname, f"line {line}", f"XML parse error: {msg} (column {col + 1})", "syntax")
+        problems.error(
+            xname, f"line {line}", f"XML parse error: {msg} (column {col + 1})", "syntax"
+        )
         return None
     ann = tree.getroot()
     filename = (ann.findtext("filename") or "").strip() or f"{xml_path.stem}.jpg"
     image_path = root / "JPEGImages" / filename
     if not image_path.is_file():
-        problems.error(display_path(image_path, root), "", f"image file not found (named by {xname})", "missing_image")
+        problems.error(
+            display_path(image_path, root),
+            "",
+            f"image file not found (named by {xname})",
+            "missing_image",
+        )
         return None
     size = None
     size_el = ann.find("size")
     if size_el is not None:
         try:
-            w, h = int(float(size_el.findtext("width", "0"))), int(float(size_el.findtext("height", "0")))
+            w, h = (
+                int(float(size_el.findtext("width", "0"))),
+                int(float(size_el.findtext("height", "0"))),
+            )
         except ValueError:
             problems.error(xname, "<size>", "<width>/<height> are not numbers", "syntax")
             return None
@@ -164,7 +199,10 @@ def _parse_xml(xml_path: Path, root: Path, problems: Problems):
             continue
         if coords[2] < coords[0] or coords[3] < coords[1]:
             problems.error(
-                xname, where, f"<bndbox> max < min (xmin {coords[0]:g}, xmax {coords[2]:g}, ymin {coords[1]:g}, ymax {coords[3]:g})", "range"
+                xname,
+                where,
+                f"<bndbox> max < min (xmin {coords[0]:g}, xmax {coords[2]:g}, ymin {coords[1]:g}, ymax {coords[3]:g})",
+                "range",
             )
             continue
         objects.append((name, tuple(coords), diff_text == "1"))

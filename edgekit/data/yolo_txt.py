@@ -61,26 +61,34 @@ def _load_yaml(path: Path, root: Path) -> dict:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise DatasetError(f"{name}{where}: YAML syntax error: {problem}") from None
     if not isinstance(data, dict):
-        raise DatasetError(f"{name}: expected a mapping with 'names' and 'train'/'val', got {type(data).__name__}")
+        raise DatasetError(
+            f"{name}: expected a mapping with 'names' and 'train'/'val', got {type(data).__name__}"
+        )
     return data
 
 
 def _names_from_yaml(data: dict, name: str) -> tuple[str, ...]:
     names = data.get("names")
     if names is None:
-        raise DatasetError(f"{name}: names: missing (a list of class names or a {{id: name}} mapping)")
+        raise DatasetError(
+            f"{name}: names: missing (a list of class names or a {{id: name}} mapping)"
+        )
     if isinstance(names, dict):
         try:
             keyed = {int(k): str(v) for k, v in names.items()}
         except (TypeError, ValueError):
             raise DatasetError(f"{name}: names: mapping keys must be integer class ids") from None
         if sorted(keyed) != list(range(len(keyed))):
-            raise DatasetError(f"{name}: names: class ids must be 0..{len(keyed) - 1} without gaps, got {sorted(keyed)}")
+            raise DatasetError(
+                f"{name}: names: class ids must be 0..{len(keyed) - 1} without gaps, got {sorted(keyed)}"
+            )
         result = tuple(keyed[i] for i in range(len(keyed)))
     elif isinstance(names, list):
         result = tuple(str(v) for v in names)
     else:
-        raise DatasetError(f"{name}: names: expected a list or a mapping, got {type(names).__name__}")
+        raise DatasetError(
+            f"{name}: names: expected a list or a mapping, got {type(names).__name__}"
+        )
     nc = data.get("nc")
     if nc is not None and nc != len(result):
         raise DatasetError(f"{name}: nc: says {nc} classes but names lists {len(result)}")
@@ -105,7 +113,9 @@ def _images_from_entry(entry: str, base: Path, yaml_name: str, key: str) -> list
         return out
     if target.is_file() and target.suffix.lower() in IMAGE_SUFFIXES:
         return [target]
-    raise DatasetError(f"{yaml_name}: {key}: {entry!r} is not an image folder or a list file ({target} not found)")
+    raise DatasetError(
+        f"{yaml_name}: {key}: {entry!r} is not an image folder or a list file ({target} not found)"
+    )
 
 
 def read_yolo(
@@ -140,8 +150,16 @@ def read_yolo(
             class_names = _names_from_yaml(data, yname)
         if data.get("kpt_shape") is not None:
             ks = data["kpt_shape"]
-            if not (isinstance(ks, list) and len(ks) == 2 and ks[1] in (2, 3) and isinstance(ks[0], int) and ks[0] > 0):
-                raise DatasetError(f"{yname}: kpt_shape: expected [num_keypoints, 2 or 3], got {ks!r}")
+            if not (
+                isinstance(ks, list)
+                and len(ks) == 2
+                and ks[1] in (2, 3)
+                and isinstance(ks[0], int)
+                and ks[0] > 0
+            ):
+                raise DatasetError(
+                    f"{yname}: kpt_shape: expected [num_keypoints, 2 or 3], got {ks!r}"
+                )
             kpt_shape = (int(ks[0]), int(ks[1]))
         keys = [split] if split else [k for k in ("train", "val", "test") if data.get(k)]
         if not keys:
@@ -174,7 +192,12 @@ def read_yolo(
         label = label_path_for(img)
         lname = display_path(label, root)
         if not label.is_file():
-            problems.warn(lname, "", "label file missing (image counted as having no objects)", "missing_label")
+            problems.warn(
+                lname,
+                "",
+                "label file missing (image counted as having no objects)",
+                "missing_label",
+            )
             parsed.append((img, []))
             continue
         try:
@@ -199,18 +222,22 @@ def read_yolo(
     nk = kpt_shape[0] if kpt_shape else None
     ids = stable_image_ids([img for img, _ in parsed])
     records = []
-    for (img, rows), image_id in zip(parsed, ids):
+    for (img, rows), image_id in zip(parsed, ids, strict=True):
         try:
             width, height = read_image_size(img)
         except DatasetError as exc:
-            problems.error(display_path(img, root), "", str(exc).split(": ", 1)[-1], "unreadable_image")
+            problems.error(
+                display_path(img, root), "", str(exc).split(": ", 1)[-1], "unreadable_image"
+            )
             continue
         lname = display_path(label_path_for(img), root)
         boxes, classes, kps = [], [], []
         for line_no, values in rows:
             cls = int(values[0])
             if not 0 <= cls < nc:
-                problems.error(lname, f"line {line_no}", f"class {cls} out of range ({nc} classes)", "range")
+                problems.error(
+                    lname, f"line {line_no}", f"class {cls} out of range ({nc} classes)", "range"
+                )
                 continue
             cx, cy, w, h = values[1:5]
             boxes.append(np.clip([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 0.0, 1.0))
@@ -221,18 +248,33 @@ def read_yolo(
         if nk is not None:
             keypoints = np.asarray(kps, np.float32).reshape(-1, nk, 3)
         records.append(
-            ImageRecord(img, width, height, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int64), keypoints, None, image_id)
+            ImageRecord(
+                img,
+                width,
+                height,
+                np.asarray(boxes, np.float32).reshape(-1, 4),
+                np.asarray(classes, np.int64),
+                keypoints,
+                None,
+                image_id,
+            )
         )
     keypoint_names: tuple[str, ...] = ()
     if nk is not None:
-        keypoint_names = COCO_KEYPOINT_NAMES if nk == len(COCO_KEYPOINT_NAMES) else tuple(f"kp{i}" for i in range(nk))
+        keypoint_names = (
+            COCO_KEYPOINT_NAMES
+            if nk == len(COCO_KEYPOINT_NAMES)
+            else tuple(f"kp{i}" for i in range(nk))
+        )
     return Dataset(tuple(records), class_names, keypoint_names, "yolo", root)
 
 
 def _parse_label_text(
     text: str, lname: str, per_line: int, kpt_shape: tuple[int, int] | None, problems: Problems
 ) -> list[tuple[int, list[float]]]:
-    expected = "'class cx cy w h'" + (f" + {kpt_shape[0]}x{kpt_shape[1]} keypoint values" if kpt_shape else "")
+    expected = "'class cx cy w h'" + (
+        f" + {kpt_shape[0]}x{kpt_shape[1]} keypoint values" if kpt_shape else ""
+    )
     rows = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()
@@ -240,7 +282,9 @@ def _parse_label_text(
             continue
         where = f"line {line_no}"
         if len(tokens) != per_line:
-            problems.error(lname, where, f"expected {per_line} numbers {expected}, got {len(tokens)}", "syntax")
+            problems.error(
+                lname, where, f"expected {per_line} numbers {expected}, got {len(tokens)}", "syntax"
+            )
             continue
         try:
             values = [float(t) for t in tokens]
@@ -258,7 +302,7 @@ def _parse_label_text(
             problems.error(lname, where, f"class {tokens[0]} out of range (negative)", "range")
             continue
         ok = True
-        for field_name, value in zip(("cx", "cy", "w", "h"), values[1:5]):
+        for field_name, value in zip(("cx", "cy", "w", "h"), values[1:5], strict=True):
             if not -_TOL <= value <= 1 + _TOL:
                 problems.error(lname, where, f"{field_name} {value:g} outside [0, 1]", "range")
                 ok = False
@@ -269,11 +313,15 @@ def _parse_label_text(
                 x, y = values[5 + i * d], values[6 + i * d]
                 vis = values[7 + i * d] if d == 3 else 2.0
                 if d == 3 and vis not in (0.0, 1.0, 2.0):
-                    problems.error(lname, where, f"keypoint {i} visibility {vis:g} is not 0, 1 or 2", "range")
+                    problems.error(
+                        lname, where, f"keypoint {i} visibility {vis:g} is not 0, 1 or 2", "range"
+                    )
                     ok = False
                     break
                 if vis > 0 and not (-_TOL <= x <= 1 + _TOL and -_TOL <= y <= 1 + _TOL):
-                    problems.error(lname, where, f"keypoint {i} ({x:g}, {y:g}) outside [0, 1]", "range")
+                    problems.error(
+                        lname, where, f"keypoint {i} ({x:g}, {y:g}) outside [0, 1]", "range"
+                    )
                     ok = False
                     break
         if ok:
@@ -307,7 +355,10 @@ def format_yolo_lines(record: ImageRecord) -> list[str]:
     lines = []
     for i in range(record.num_objects):
         x0, y0, x1, y1 = (float(v) for v in record.boxes[i])
-        parts = [str(int(record.class_ids[i])), *(f"{v:.6f}" for v in ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0))]
+        parts = [
+            str(int(record.class_ids[i])),
+            *(f"{v:.6f}" for v in ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)),
+        ]
         if record.keypoints is not None:
             for x, y, v in record.keypoints[i]:
                 parts += [f"{x:.6f}", f"{y:.6f}", f"{int(v)}"]
@@ -348,7 +399,12 @@ def write_yolo(dataset: Dataset, out_dir: Path | str, *, images: str = "copy") -
                 shutil.copy2(record.path, target)
             else:
                 target.symlink_to(record.path.resolve())
-    data: dict = {"path": ".", "train": "images", "val": "images", "names": dict(enumerate(dataset.class_names))}
+    data: dict = {
+        "path": ".",
+        "train": "images",
+        "val": "images",
+        "names": dict(enumerate(dataset.class_names)),
+    }
     if dataset.keypoint_names:
         data["kpt_shape"] = [len(dataset.keypoint_names), 3]
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,13 @@ import numpy as np
 
 from edgekit.errors import DatasetError
 
-__all__ = ["ClassifyMetrics", "evaluate_classes", "is_image_folder", "read_image_folder", "topk_accuracy"]
+__all__ = [
+    "ClassifyMetrics",
+    "evaluate_classes",
+    "is_image_folder",
+    "read_image_folder",
+    "topk_accuracy",
+]
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,9 @@ class ClassifyMetrics:
     per_class: dict[str, dict[str, float]]
 
 
-def topk_accuracy(ranked: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+def topk_accuracy(
+    ranked: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (1, 5)
+) -> dict[str, float]:
     """Share of rows whose true class is among the first k predictions.
 
     ``ranked`` (N, M) predicted class ids, best first (-1 pads missing ones); ``truth`` (N,).
@@ -69,7 +77,10 @@ def evaluate_classes(
     for c, name in enumerate(dataset.class_names):
         sel = t == c
         if sel.any():
-            per_class[name] = {"top1": float((ranked[sel, 0] == c).mean()), "images": int(sel.sum())}
+            per_class[name] = {
+                "top1": float((ranked[sel, 0] == c).mean()),
+                "images": int(sel.sum()),
+            }
     return ClassifyMetrics(metrics, per_class)
 
 
@@ -79,7 +90,8 @@ def _class_folders(root: Path) -> list[Path]:
     return sorted(
         d
         for d in root.iterdir()
-        if d.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir() if p.is_file())
+        if d.is_dir()
+        and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir() if p.is_file())
     )
 
 
@@ -100,12 +112,25 @@ def read_image_folder(path: Path | str) -> Any:
         raise DatasetError(f"{root}: not a folder of class subfolders")
     folders = _class_folders(root)
     if not folders:
-        raise DatasetError(f"{root}: no class subfolders with images (expected ROOT/<class>/<image>)")
+        raise DatasetError(
+            f"{root}: no class subfolders with images (expected ROOT/<class>/<image>)"
+        )
     records = []
     for c, folder in enumerate(folders):
-        for img in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        for img in sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        ):
             w, h = read_image_size(img)
             records.append(
-                ImageRecord(img, w, h, np.array([[0.0, 0.0, 1.0, 1.0]], np.float32), np.array([c]), image_id=len(records) + 1)
+                ImageRecord(
+                    img,
+                    w,
+                    h,
+                    np.array([[0.0, 0.0, 1.0, 1.0]], np.float32),
+                    np.array([c]),
+                    image_id=len(records) + 1,
+                )
             )
-    return Dataset(tuple(records), tuple(d.name for d in folders), source_format="folder", root=root)
+    return Dataset(
+        tuple(records), tuple(d.name for d in folders), source_format="folder", root=root
+    )

@@ -16,13 +16,14 @@ import numpy as np
 
 from edgekit.core.types import Detection
 from edgekit.data.dataset import COCO80_CATEGORY_IDS
-from edgekit.errors import UsageError
+from edgekit.errors import DependencyMissing, UsageError
 
 __all__ = [
-    "COCO90_TO_80",
     "CLASS_MAP_MODES",
+    "COCO90_TO_80",
     "ClassMap",
     "DetectionMetrics",
+    "coco_api",
     "coco_detections",
     "coco_stat",
     "evaluate_detections",
@@ -84,14 +85,18 @@ class ClassMap:
         ``coco90to80``: the table only. ``none``: class id = dataset index.
         """
         if mode not in CLASS_MAP_MODES:
-            raise UsageError(f"unknown class map {mode!r}; expected one of {', '.join(CLASS_MAP_MODES)}")
+            raise UsageError(
+                f"unknown class map {mode!r}; expected one of {', '.join(CLASS_MAP_MODES)}"
+            )
         n = len(dataset_names)
         identity = {i: i for i in range(n)}
         if mode == "none":
             return cls("none", by_id=identity)
         if mode == "coco90to80":
             if n != 80:
-                raise UsageError(f"class map coco90to80 needs a dataset of the 80 COCO classes, this one has {n}")
+                raise UsageError(
+                    f"class map coco90to80 needs a dataset of the 80 COCO classes, this one has {n}"
+                )
             return cls("coco90to80", by_id=dict(COCO90_TO_80))
         names = {normalize_label(name): i for i, name in enumerate(dataset_names)}
         useful = [lab for lab in model_labels if normalize_label(lab) in names]
@@ -177,10 +182,9 @@ def evaluate_detections(
     class_map: ClassMap,
 ) -> DetectionMetrics:
     """COCO box evaluation of ``predictions`` (one list of detections per dataset image)."""
-    from faster_coco_eval import COCO, COCOeval_faster
-
     from edgekit.data import to_coco_json
 
+    COCO, COCOeval_faster = coco_api()
     gt = COCO(to_coco_json(dataset))
     results = coco_detections(dataset, predictions, class_map)
     cat_ids = list(dataset.category_ids)
@@ -189,7 +193,9 @@ def evaluate_detections(
     if not results:
         zeros = {k: 0.0 for k in _SUMMARY}
         per_class = {
-            names[k]: {"AP": 0.0, "AP50": 0.0, "gt": int(counts[k])} for k in range(len(names)) if counts[k]
+            names[k]: {"AP": 0.0, "AP50": 0.0, "gt": int(counts[k])}
+            for k in range(len(names))
+            if counts[k]
         }
         recall = np.linspace(0.0, 1.0, 101)
         curves = {n: np.zeros_like(recall) for n in per_class}
@@ -217,6 +223,17 @@ def evaluate_detections(
     if curves:
         curves["all"] = np.mean([curves[n] for n in per_class], axis=0)
     return DetectionMetrics(metrics, per_class, recall, curves, len(results))
+
+
+def coco_api() -> tuple[Any, Any]:
+    """faster-coco-eval's ``COCO`` and ``COCOeval_faster``; DependencyMissing when absent."""
+    try:
+        from faster_coco_eval import COCO, COCOeval_faster
+    except ImportError:
+        raise DependencyMissing(
+            "evaluation needs faster-coco-eval", hint="pip install 'edgekit[eval]'"
+        ) from None
+    return COCO, COCOeval_faster
 
 
 def coco_stat(v: float) -> float:

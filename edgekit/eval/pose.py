@@ -15,13 +15,24 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.keypoints import COCO_SIGMAS, oks_matrix
-from edgekit.eval.detection import coco_stat
 from edgekit.core.types import Pose
 from edgekit.errors import DatasetError
+from edgekit.eval.detection import coco_api, coco_stat
 
 __all__ = ["PoseMetrics", "coco_keypoint_results", "evaluate_poses", "pck_per_instance"]
 
-_SUMMARY = ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR", "AR50", "AR75", "AR_medium", "AR_large")
+_SUMMARY = (
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_medium",
+    "AP_large",
+    "AR",
+    "AR50",
+    "AR75",
+    "AR_medium",
+    "AR_large",
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,12 @@ def coco_keypoint_results(
             for (x, y), k in zip(xy.tolist(), pose.keypoints, strict=True):
                 flat += [x, y, float(k.score)]
             out.append(
-                {"image_id": int(rec.image_id), "category_id": category_id, "keypoints": flat, "score": float(pose.score)}
+                {
+                    "image_id": int(rec.image_id),
+                    "category_id": category_id,
+                    "keypoints": flat,
+                    "score": float(pose.score),
+                }
             )
     return out
 
@@ -96,8 +112,12 @@ def evaluate_poses(
     if len(predictions) != len(dataset.images):
         raise ValueError(f"{len(predictions)} predictions for {len(dataset.images)} images")
     if not any(r.keypoints is not None and r.num_objects for r in dataset.images):
-        raise DatasetError("the dataset has no keypoint annotations to evaluate a pose model against")
-    k = next(r.keypoints.shape[1] for r in dataset.images if r.keypoints is not None and r.num_objects)
+        raise DatasetError(
+            "the dataset has no keypoint annotations to evaluate a pose model against"
+        )
+    k = next(
+        r.keypoints.shape[1] for r in dataset.images if r.keypoints is not None and r.num_objects
+    )
     names = list(dataset.keypoint_names) or [f"kp{i}" for i in range(k)]
     sigmas = _sigmas(k)
     person = next((i for i, n in enumerate(dataset.class_names) if n.lower() == "person"), 0)
@@ -132,10 +152,12 @@ def evaluate_poses(
     return PoseMetrics(metrics, per_kp, sum(len(p) for p in predictions))
 
 
-def _oks_ap(dataset: Any, predictions: Sequence[Sequence[Pose]], category_id: int, sigmas: np.ndarray) -> dict:
-    from faster_coco_eval import COCO, COCOeval_faster
-
+def _oks_ap(
+    dataset: Any, predictions: Sequence[Sequence[Pose]], category_id: int, sigmas: np.ndarray
+) -> dict:
     from edgekit.data import to_coco_json
+
+    COCO, COCOeval_faster = coco_api()
 
     results = coco_keypoint_results(dataset, predictions, category_id)
     if not results:
@@ -144,7 +166,11 @@ def _oks_ap(dataset: Any, predictions: Sequence[Sequence[Pose]], category_id: in
     gt = COCO(gt_json)
     dt = gt.loadRes(results)
     ev = COCOeval_faster(
-        gt, dt, iouType="keypoints", kpt_oks_sigmas=list(map(float, sigmas)), print_function=lambda *a, **k: None
+        gt,
+        dt,
+        iouType="keypoints",
+        kpt_oks_sigmas=list(map(float, sigmas)),
+        print_function=lambda *a, **k: None,
     )
     ev.params.catIds = [category_id]
     ev.evaluate()

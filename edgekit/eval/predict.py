@@ -40,6 +40,7 @@ class EvalConfig:
     ``split``: "val"/"train" take that part of :func:`edgekit.data.split_dataset` with
     ``val_fraction`` and ``seed`` (the split training uses), "all" every image.
     ``class_map``: "auto" | "name" | "coco90to80" | "none" (see :class:`~edgekit.eval.detection.ClassMap`).
+    ``max_detections``: detections kept per image (poses: 20, classes: 5 regardless).
     ``arch``/``labels`` only matter for Keras checkpoints (registry name, class names).
     """
 
@@ -50,6 +51,7 @@ class EvalConfig:
     val_fraction: float = 0.2
     seed: int = 0
     score_threshold: float = 0.001
+    max_detections: int = 100
     max_images: int | None = None
     threads: int | None = None
     class_map: str = "auto"
@@ -110,7 +112,9 @@ class KerasInterpreter:
         self.keras_model = keras_model
         shape = tuple(keras_model.input_shape)
         if len(shape) != 4 or shape[1] is None or shape[2] is None:
-            raise ModelLoadError(f"{keras_model.name}: input {shape} is not a fixed-size image [N,H,W,C]")
+            raise ModelLoadError(
+                f"{keras_model.name}: input {shape} is not a fixed-size image [N,H,W,C]"
+            )
         self._input = {
             "index": 0,
             "name": "input",
@@ -166,7 +170,8 @@ def _registry_entry(model_name: str, arch: str | None) -> Any:
     hit = next((n for n in names if model_name == n or model_name.startswith(n + "_")), None)
     if hit is None:
         raise UsageError(
-            f"cannot tell which zoo model {model_name!r} is", hint="pass --arch NAME (see edgekit models list)"
+            f"cannot tell which zoo model {model_name!r} is",
+            hint="pass --arch NAME (see edgekit models list)",
         )
     return get_entry(hit)
 
@@ -184,10 +189,13 @@ def load_keras(
     try:
         import keras
 
-        import edgekit.zoo.pose  # noqa: F401  (registers the custom decode layers)
+        # importing these registers the custom decode layers the checkpoint may use
+        import edgekit.zoo.pose
         import edgekit.zoo.yolo  # noqa: F401
     except ImportError as exc:
-        raise DependencyMissing(f"evaluating a Keras checkpoint needs TensorFlow/Keras ({exc})") from None
+        raise DependencyMissing(
+            f"evaluating a Keras checkpoint needs TensorFlow/Keras ({exc})"
+        ) from None
     from edgekit.runtime.interpreter import BackendInfo
     from edgekit.runtime.model import Model
 
@@ -195,6 +203,11 @@ def load_keras(
         km = keras.saving.load_model(path, compile=False)
     except Exception as exc:
         raise ModelLoadError(f"{path}: cannot load Keras model ({exc})") from None
+    if km.name.endswith("_raw"):
+        raise UsageError(
+            f"{path}: {km.name!r} is a raw training head without its decode layer",
+            hint="evaluate the model built with decode=True, or its .tflite export",
+        )
     entry = _registry_entry(km.name, arch)
     names = tuple(labels)
     if not names and dataset_names:
@@ -204,10 +217,7 @@ def load_keras(
             spec = entry.spec(km)
     else:
         spec = entry.spec(km, names)
-    params = dict(spec.decoder_params)
-    if isinstance(params.get("anchors"), dict):  # the zoo gives the anchor generator's kwargs
-        params["anchor_config"] = params.pop("anchors")
-    spec = dataclasses.replace(spec, name=path.stem, decoder_params=params)
+    spec = dataclasses.replace(spec, name=path.stem)
     interp = KerasInterpreter(km)
     return Model(interp, spec, backend=BackendInfo("keras", 1), path=path)
 
@@ -262,7 +272,10 @@ def load_eval_dataset(
         train, val = split_dataset(ds, val_fraction, seed)
         ds = val if split == "val" else train
         if len(ds) == 0:
-            raise DatasetError(f"{p}: the {split} split (val fraction {val_fraction}) has no images")
+            raise DatasetError(
+                f"{p}: the {split} split (val fraction {val_fraction}) has no images",
+                hint="use --all",
+            )
     if max_images is not None:
         if max_images < 1:
             raise UsageError(f"--max-images must be >= 1, got {max_images}")
@@ -273,8 +286,12 @@ def load_eval_dataset(
 def check_task(task: str, dataset: Any, data: Path | str) -> None:
     """Refuse a model/dataset pair that cannot be evaluated together."""
     if task == "detect" and dataset.source_format == "folder":
-        raise UsageError(f"{data}: an image-folder (classification) dataset cannot evaluate a detector")
-    if task == "pose" and not any(r.keypoints is not None and r.num_objects for r in dataset.images):
+        raise UsageError(
+            f"{data}: an image-folder (classification) dataset cannot evaluate a detector"
+        )
+    if task == "pose" and not any(
+        r.keypoints is not None and r.num_objects for r in dataset.images
+    ):
         raise UsageError(f"{data}: a pose model needs keypoint annotations, this dataset has none")
     if task == "classify" and dataset.source_format != "folder":
         raise UsageError(
@@ -299,11 +316,12 @@ def predict_dataset(
     dataset: Any,
     *,
     score_threshold: float = 0.001,
+    max_detections: int = 100,
     progress: Progress | None = None,
 ) -> list[Any]:
     """``model.predict`` on every image: a list of detections / poses / classifications per image."""
     task = model.spec.task
-    limit = {"detect": 100, "pose": 20, "classify": 5}[task]
+    limit = {"detect": max_detections, "pose": 20, "classify": 5}[task]
     out = []
     total = len(dataset.images)
     for i, rec in enumerate(dataset.images):
@@ -361,7 +379,13 @@ def evaluate_model(
     if on_start is not None:
         on_start(model, dataset)
     t0 = time.perf_counter()
-    preds = predict_dataset(model, dataset, score_threshold=config.score_threshold, progress=progress)
+    preds = predict_dataset(
+        model,
+        dataset,
+        score_threshold=config.score_threshold,
+        max_detections=config.max_detections,
+        progress=progress,
+    )
     notes: list[str] = []
     recall = curves = None
     if task == "detect":
@@ -388,7 +412,9 @@ def evaluate_model(
     return EvalResult(
         model=str(config.model),
         data=str(config.data),
-        split=config.split if config.split == "all" else f"{config.split} ({config.val_fraction:g}, seed {config.seed})",
+        split=config.split
+        if config.split == "all"
+        else f"{config.split} ({config.val_fraction:g}, seed {config.seed})",
         images=len(dataset),
         task=task,
         metrics=metrics,

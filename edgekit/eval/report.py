@@ -100,7 +100,9 @@ def plot_pr_curves(result: Any, path: Path | str, top: int = 8) -> Path:
             ax.plot(recall, result.pr_curves[n], lw=1.2, label=f"{n} (AP50 {ap:.2f})")
         if "all" in result.pr_curves:
             ap50 = result.metrics.get("AP50", float("nan"))
-            ax.plot(recall, result.pr_curves["all"], "k", lw=2.5, label=f"all classes (AP50 {ap50:.2f})")
+            ax.plot(
+                recall, result.pr_curves["all"], "k", lw=2.5, label=f"all classes (AP50 {ap50:.2f})"
+            )
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.set_xlim(0, 1)

@@ -41,6 +41,8 @@ def finalize_spec(
             f"exported input shape {list(t.shape)} does not match spec input_size {spec.input_size}"
         )
     params = dict(spec.decoder_params)
+    if isinstance(params.get("anchors"), dict):  # generator kwargs: the runtime's "anchor_config"
+        params["anchor_config"] = params.pop("anchors")
     if export_format:
         params["export_format"] = export_format
     return dataclasses.replace(

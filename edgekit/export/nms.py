@@ -61,7 +61,8 @@ def ssd_anchor_array(spec: ModelSpec) -> np.ndarray:
     )
 
 
-def _ssd_output_positions(model: Any, spec: ModelSpec) -> tuple[int, int]:
+def ssd_output_positions(model: Any, spec: ModelSpec) -> tuple[int, int]:
+    """Positions of (box encodings, class scores) among the Keras model's outputs."""
     pos = spec.decoder_params.get("outputs")
     if isinstance(pos, dict) and "box_encodings" in pos and "class_scores" in pos:
         return int(pos["box_encodings"]), int(pos["class_scores"])
@@ -100,7 +101,7 @@ def ssd_serving_fn(model: Any, spec: ModelSpec, cfg: NMSConfig) -> tuple[Callabl
     import tensorflow as tf
 
     anchors = ssd_anchor_array(spec)
-    bi, si = _ssd_output_positions(model, spec)
+    bi, si = ssd_output_positions(model, spec)
     shapes = [tuple(o.shape) for o in model.outputs]
     if len(shapes) != 2 or shapes[bi][-1] != 4:
         raise ExportError(

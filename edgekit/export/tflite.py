@@ -29,7 +29,7 @@ from edgekit.errors import DependencyMissing, ExportError, UsageError
 from edgekit.export.edgetpu import INSTALL_HINT, CompileResult, check_edgetpu, compile_edgetpu
 from edgekit.export.formats import ExportFormat, ExportOptions, get_format, validate
 from edgekit.export.metadata import finalize_spec, order_outputs_by_signature, write_artifact
-from edgekit.export.nms import NMSConfig, nms_serving_fn
+from edgekit.export.nms import NMSConfig, nms_serving_fn, ssd_output_positions
 from edgekit.export.representative import representative_samples
 from edgekit.runtime.flatbuffer import read_tflite
 
@@ -147,8 +147,12 @@ def convert(
             raise ExportError(
                 f"TFLite conversion to {fmt.name} failed: {str(exc).strip().splitlines()[-1][:500]}"
             ) from exc
-    if config.nms:
-        flatbuffer = order_outputs_by_signature(flatbuffer)
+    # The converter may list outputs in any order; restore the Keras / serving-function order.
+    flatbuffer = order_outputs_by_signature(flatbuffer)
+    if out_spec.decoder == "ssd_raw":
+        boxes, scores = ssd_output_positions(model, spec)
+        params = {**out_spec.decoder_params, "outputs": {"box_encodings": boxes, "class_scores": scores}}
+        out_spec = dataclasses.replace(out_spec, decoder_params=params)
     return flatbuffer, out_spec
 
 

@@ -509,17 +509,12 @@ def _ssd_raw_outputs(m: Model) -> tuple[int, int]:
 def _anchors(m: Model) -> np.ndarray:
     if "_anchors" in m.__dict__:
         return m.__dict__["_anchors"]
-    params = m.spec.decoder_params
-    if "anchors" in params:
-        anchors = np.asarray(params["anchors"], dtype=np.float32).reshape(-1, 4)
-    elif "anchor_config" in params:
-        from edgekit.core.anchors import ssd_anchors
+    from edgekit.core.anchors import anchors_from_params
 
-        anchors = np.asarray(ssd_anchors(**params["anchor_config"]), dtype=np.float32)
-    else:
-        raise UnsupportedModelError(
-            f"{m.name}: ssd_raw spec has neither 'anchors' nor 'anchor_config'"
-        )
+    try:
+        anchors = anchors_from_params(m.spec.decoder_params)
+    except (ValueError, TypeError) as exc:
+        raise UnsupportedModelError(f"{m.name}: {exc}") from None
     m.__dict__["_anchors"] = anchors
     return anchors
 

@@ -4,7 +4,7 @@ Every helper takes ``km``: the Keras *module* to build with, ``keras`` (Keras 3,
 ``tf_keras`` (for TFMOT pruning/QAT copies, which need tf-keras layers). Only layers that exist
 with the same meaning in both are used: Conv2D, DepthwiseConv2D, BatchNormalization, ReLU,
 Add, Multiply, Rescaling, GlobalAveragePooling2D, Dropout, Dense, Reshape, Concatenate,
-UpSampling2D, Activation. Activations are limited to what quantizes to int8 and maps onto the
+Resizing (nearest), Activation. Activations are limited to what quantizes to int8 and maps onto the
 Edge TPU (ReLU, ReLU6, logistic, softmax), plus hard-swish/hard-sigmoid for the MobileNetV3
 variants that are not marked Edge-TPU-ready.
 """
@@ -141,6 +141,31 @@ def head_conv(
         bias_initializer=km.initializers.Constant(bias_init),
         name=name,
     )(x)
+
+
+def upsample2x(x: Any, *, name: str, km: ModuleType) -> Any:
+    """Nearest-neighbour 2x upsampling as one RESIZE_NEAREST_NEIGHBOR op.
+
+    (Keras 3's ``UpSampling2D(interpolation="nearest")`` lowers to EXPAND_DIMS/TILE/RESHAPE,
+    which the Edge TPU does not map; ``Resizing`` lowers to the resize op.)
+    """
+    h, w = int(x.shape[1]), int(x.shape[2])
+    return km.layers.Resizing(2 * h, 2 * w, interpolation="nearest", name=name)(x)
+
+
+def argmax(x: Any, axis: int) -> Any:
+    """int32 argmax that converts to the builtin ARG_MAX op.
+
+    Keras 3's ``ops.argmax`` on TensorFlow adds a -0.0 fix-up with ``BitwiseAnd``, which TFLite
+    only runs through Flex; with the TensorFlow backend this calls ``tf.argmax`` directly.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(x, axis=axis, output_type=tf.int32)
+    return keras.ops.argmax(x, axis=axis)
 
 
 def classifier_head(

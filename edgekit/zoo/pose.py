@@ -36,7 +36,7 @@ import numpy as np
 
 from edgekit.errors import UsageError
 from edgekit.zoo.backbones import get_backbone
-from edgekit.zoo.layers import activation, conv_bn, head_conv, keras_module, separable_bn
+from edgekit.zoo.layers import activation, argmax, conv_bn, head_conv, keras_module, separable_bn, upsample2x
 from edgekit.zoo.mobilenet import _input
 
 __all__ = ["NUM_KEYPOINTS", "MoveNetDecode", "add_movenet_decode", "build_movenet"]
@@ -73,7 +73,7 @@ class MoveNetDecode(keras.layers.Layer):
         xs = ops.convert_to_tensor(xs_np.reshape(1, hw, 1))
 
         c = ops.reshape(center, (-1, hw)) * ops.convert_to_tensor(center_weights((gh, gw))[None])
-        c_onehot = ops.expand_dims(ops.one_hot(ops.argmax(c, axis=-1), hw), -1)  # (B, HW, 1)
+        c_onehot = ops.expand_dims(ops.one_hot(argmax(c, axis=-1), hw), -1)  # (B, HW, 1)
         cy = ops.sum(c_onehot * ys, axis=1)  # (B, 1)
         cx = ops.sum(c_onehot * xs, axis=1)
         reg = ops.reshape(regression, (-1, hw, 2 * k))
@@ -85,7 +85,7 @@ class MoveNetDecode(keras.layers.Layer):
         hm = ops.reshape(heatmaps, (-1, hw, k))
         dist = ops.sqrt(ops.square(ys - ky) + ops.square(xs - kx))  # (B, HW, K)
         weighted = hm / (dist + KEYPOINT_DISTANCE_BIAS)
-        k_idx = ops.argmax(weighted, axis=1)  # (B, K)
+        k_idx = argmax(weighted, axis=1)  # (B, K)
         k_onehot = ops.transpose(ops.one_hot(k_idx, hw), (0, 2, 1))  # (B, HW, K)
         py = ops.sum(k_onehot * ys, axis=1)  # (B, K)
         px = ops.sum(k_onehot * xs, axis=1)
@@ -129,7 +129,7 @@ def build_movenet(
     p = conv_bn(f["stride32"], ch, 1, name="fpn_lateral_s32", km=km)
     for s in (16, 8, 4):
         lateral = conv_bn(f[f"stride{s}"], ch, 1, name=f"fpn_lateral_s{s}", km=km)
-        up = L.UpSampling2D(2, interpolation="nearest", name=f"fpn_up_s{s}")(p)
+        up = upsample2x(p, name=f"fpn_up_s{s}", km=km)
         p = L.Add(name=f"fpn_s{s}_add")([lateral, up])
         p = separable_bn(p, ch, name=f"fpn_s{s}", km=km)
 

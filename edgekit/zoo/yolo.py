@@ -37,7 +37,7 @@ import numpy as np
 
 from edgekit.errors import UsageError
 from edgekit.zoo.backbones import get_backbone
-from edgekit.zoo.layers import conv_bn, dw_bn, head_conv, keras_module, separable_bn
+from edgekit.zoo.layers import conv_bn, dw_bn, head_conv, keras_module, separable_bn, upsample2x
 from edgekit.zoo.mobilenet import _input
 
 __all__ = ["STRIDES", "YoloDecode", "add_yolo_decode", "build_yolo_tiny", "yolo_grid"]
@@ -137,7 +137,7 @@ def build_yolo_tiny(
     ch = int(neck_channels)
 
     def up(x: Any, name: str) -> Any:
-        return L.UpSampling2D(2, interpolation="nearest", name=name)(x)
+        return upsample2x(x, name=name, km=km)
 
     p5 = conv_bn(f["stride32"], ch, 1, name="neck_lateral_p5", km=km)
     p4 = conv_bn(f["stride16"], ch, 1, name="neck_lateral_p4", km=km)

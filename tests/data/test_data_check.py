@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -27,7 +29,9 @@ def _broken(root: Path) -> Path:
     (root / "images" / "trunc.jpg").write_bytes(data[: len(data) // 2])
     cv2.imwrite(str(root / "images" / "bad.jpg"), img[::-1])
     cv2.imwrite(str(root / "images" / "nolabel.jpg"), img[:, ::-1])
-    (root / "labels" / "good.txt").write_text("0 0.5 0.5 0.5 0.5\n0 0.5 0.5 0.5 0.5\n1 0.1 0.1 0.005 0.3\n")
+    (root / "labels" / "good.txt").write_text(
+        "0 0.5 0.5 0.5 0.5\n0 0.5 0.5 0.5 0.5\n1 0.1 0.1 0.005 0.3\n"
+    )
     (root / "labels" / "copy.txt").write_text("")
     (root / "labels" / "trunc.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     (root / "labels" / "bad.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2\n")
@@ -77,7 +81,10 @@ def test_cli_check_broken_dataset_fails_with_one_line_per_problem(tmp_path, caps
     lines = captured.out.splitlines()
     assert "error: labels/bad.txt line 2: expected 5 numbers 'class cx cy w h', got 4" in lines
     assert any(ln.startswith("error: images/trunc.jpg: cannot decode image") for ln in lines)
-    assert "warning: labels/nolabel.txt: label file missing (image counted as having no objects)" in lines
+    assert (
+        "warning: labels/nolabel.txt: label file missing (image counted as having no objects)"
+        in lines
+    )
     assert any(ln.startswith("warning: images/good.jpg: box 2: duplicate of box 1") for ln in lines)
     assert "2 error(s) found" in captured.err
     assert main(["data", "check", str(root), "--json"]) == DatasetError.exit_code
@@ -95,8 +102,11 @@ def test_cli_check_size_mismatch_and_fatal_errors(tmp_path, capsys):
     }
     (tmp_path / "gt.json").write_text(json.dumps(coco))
     assert main(["data", "check", str(tmp_path / "gt.json")]) == DatasetError.exit_code
-    assert "error: images/a.png: image is 20x10 but the annotations say 40x10" in capsys.readouterr().out
-    (tmp_path / "gt.json").write_text("{\n  \"images\": [\n}")
+    assert (
+        "error: images/a.png: image is 20x10 but the annotations say 40x10"
+        in capsys.readouterr().out
+    )
+    (tmp_path / "gt.json").write_text('{\n  "images": [\n}')
     assert main(["data", "check", str(tmp_path / "gt.json")]) == DatasetError.exit_code
     assert "gt.json line 3: JSON syntax error" in capsys.readouterr().err
 
@@ -115,5 +125,17 @@ def test_cli_convert_voc_to_coco_and_yolo(tmp_path, capsys):
     gt = json.loads((tmp_path / "out.json").read_text())
     assert gt["annotations"][0]["bbox"] == pytest.approx([0, 0, 50, 50])
     assert main(["data", "convert", str(root), str(tmp_path / "y"), "--to", "yolo"]) == 0
-    assert (tmp_path / "y" / "labels" / "JPEGImages" / "a.txt").read_text().startswith("7 0.250000 0.500000 0.500000 1.000000")
+    assert (
+        (tmp_path / "y" / "labels" / "JPEGImages" / "a.txt")
+        .read_text()
+        .startswith("7 0.250000 0.500000 0.500000 1.000000")
+    )
     assert "1 images, 1 boxes" in capsys.readouterr().out
+
+
+def test_readers_and_checker_import_without_tensorflow():
+    code = (
+        "import sys; import edgekit.data, edgekit.data.augment, edgekit.data.pipeline, edgekit.cli.data; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

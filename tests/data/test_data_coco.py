@@ -65,15 +65,42 @@ def test_auto_detects_a_folder_with_annotations(tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["annotations"][1].update(bbox=[1, 2, 3]), "instances.json: annotations[1].bbox: expected 4 numbers"),
-        (lambda d: d["annotations"][0].update(bbox=[1, 2, "x", 4]), "instances.json: annotations[0].bbox: expected 4 numbers"),
-        (lambda d: d["annotations"][2].update(bbox=[1, 2, -3, 4]), "annotations[2].bbox: negative width or height"),
-        (lambda d: d["annotations"][2].update(category_id=5), "instances.json: annotations[2].category_id: no category with id 5"),
-        (lambda d: d["annotations"][0].update(image_id=99), "instances.json: annotations[0].image_id: no image with id 99"),
-        (lambda d: d["annotations"][0].update(iscrowd=2), "annotations[0].iscrowd: expected 0 or 1"),
-        (lambda d: d["images"][1].update(width="100"), "instances.json: images[1].width: expected an integer"),
-        (lambda d: d["images"][1].update(id=7), "instances.json: images[1].id: duplicate image id 7"),
-        (lambda d: d["images"][2].update(file_name="nope.jpg"), "images/nope.jpg: image file not found (instances.json: images[2].file_name)"),
+        (
+            lambda d: d["annotations"][1].update(bbox=[1, 2, 3]),
+            "instances.json: annotations[1].bbox: expected 4 numbers",
+        ),
+        (
+            lambda d: d["annotations"][0].update(bbox=[1, 2, "x", 4]),
+            "instances.json: annotations[0].bbox: expected 4 numbers",
+        ),
+        (
+            lambda d: d["annotations"][2].update(bbox=[1, 2, -3, 4]),
+            "annotations[2].bbox: negative width or height",
+        ),
+        (
+            lambda d: d["annotations"][2].update(category_id=5),
+            "instances.json: annotations[2].category_id: no category with id 5",
+        ),
+        (
+            lambda d: d["annotations"][0].update(image_id=99),
+            "instances.json: annotations[0].image_id: no image with id 99",
+        ),
+        (
+            lambda d: d["annotations"][0].update(iscrowd=2),
+            "annotations[0].iscrowd: expected 0 or 1",
+        ),
+        (
+            lambda d: d["images"][1].update(width="100"),
+            "instances.json: images[1].width: expected an integer",
+        ),
+        (
+            lambda d: d["images"][1].update(id=7),
+            "instances.json: images[1].id: duplicate image id 7",
+        ),
+        (
+            lambda d: d["images"][2].update(file_name="nope.jpg"),
+            "images/nope.jpg: image file not found (instances.json: images[2].file_name)",
+        ),
         (lambda d: d.pop("categories"), "instances.json: categories: missing or not a list"),
     ],
 )
@@ -101,7 +128,10 @@ def test_non_strict_collects_all(tmp_path):
     data["annotations"][2]["category_id"] = 4
     problems = Problems(strict=False)
     ds = read_coco(_write(tmp_path, data), problems=problems)
-    assert [p.where for p in problems.errors] == ["annotations[0].bbox", "annotations[2].category_id"]
+    assert [p.where for p in problems.errors] == [
+        "annotations[0].bbox",
+        "annotations[2].category_id",
+    ]
     assert ds[0].num_objects == 1  # the crowd annotation survives
 
 
@@ -111,7 +141,9 @@ def test_keypoints(tmp_path):
     kps = [0.0] * 51
     kps[0:3] = [100, 50, 2]  # nose
     kps[15:18] = [40, 20, 1]  # left shoulder
-    data["annotations"] = [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 150, 80], "keypoints": kps}]
+    data["annotations"] = [
+        {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 150, 80], "keypoints": kps}
+    ]
     ds = read_coco(_write(tmp_path, data, "person_keypoints.json"))
     assert ds.keypoint_names == COCO_KEYPOINT_NAMES
     k = ds[0].keypoints
@@ -133,7 +165,7 @@ def test_to_coco_json_round_trip(tmp_path):
     out = write_coco_json(ds, tmp_path / "images" / "gt.json")
     again = read_coco(out)
     assert again.class_names == ds.class_names and again.category_ids == ds.category_ids
-    for r0, r1 in zip(ds, again):
+    for r0, r1 in zip(ds, again, strict=True):
         assert r0.image_id == r1.image_id and r0.path == r1.path
         np.testing.assert_allclose(r1.boxes, r0.boxes, atol=1e-5)
         assert r1.iscrowd.tolist() == r0.iscrowd.tolist()
@@ -147,4 +179,6 @@ def test_coco128_to_coco_json_uses_coco_category_ids(shared, tmp_path):
     out = tmp_path / "gt.json"
     out.write_text(json.dumps(gt))
     again = read_coco(out, images_dir=shared("coco128"))
-    assert again.num_boxes == ds.num_boxes and [r.image_id for r in again] == [r.image_id for r in ds]
+    assert again.num_boxes == ds.num_boxes and [r.image_id for r in again] == [
+        r.image_id for r in ds
+    ]

@@ -3,6 +3,7 @@ mosaic), flips swap left/right keypoints, crops mode, the encode_fn hook."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,16 @@ from edgekit.data.pipeline import PipelineConfig, make_pipeline  # noqa: E402
 
 RED_BOX = (0.2, 0.2, 0.5, 0.6)  # x0, y0, x1, y1 of the red rectangle in a 200x100 image
 GREEN_BOX = (0.7, 0.1, 0.9, 0.4)
-NO_AUG = dict(scale=(1.0, 1.0), aspect=0.0, translate=False, flip=0.0, brightness=0, contrast=0, saturation=0, hue=0)
+NO_AUG = dict(
+    scale=(1.0, 1.0),
+    aspect=0.0,
+    translate=False,
+    flip=0.0,
+    brightness=0,
+    contrast=0,
+    saturation=0,
+    hue=0,
+)
 
 
 def _synthetic(tmp_path: Path, n: int = 1, with_kps: bool = True) -> Dataset:
@@ -35,7 +45,18 @@ def _synthetic(tmp_path: Path, n: int = 1, with_kps: bool = True) -> Dataset:
     for i in range(n):
         path = tmp_path / f"s{i}.png"
         cv2.imwrite(str(path), img[..., ::-1])
-        recs.append(ImageRecord(path, 200, 100, np.array([RED_BOX, GREEN_BOX]), np.array([0, 1]), kps if with_kps else None, None, i))
+        recs.append(
+            ImageRecord(
+                path,
+                200,
+                100,
+                np.array([RED_BOX, GREEN_BOX]),
+                np.array([0, 1]),
+                kps if with_kps else None,
+                None,
+                i,
+            )
+        )
     return Dataset(tuple(recs), ("red", "green"), COCO_KEYPOINT_NAMES if with_kps else ())
 
 
@@ -54,7 +75,9 @@ def _one(ds):
 
 def test_flip_swaps_left_right_keypoints_and_keeps_boxes_aligned(tmp_path):
     data = _synthetic(tmp_path)
-    cfg = PipelineConfig(batch_size=None, augment=AugmentConfig(**{**NO_AUG, "flip": 1.0}), max_boxes=4)
+    cfg = PipelineConfig(
+        batch_size=None, augment=AugmentConfig(**{**NO_AUG, "flip": 1.0}), max_boxes=4
+    )
     image, t = _one(make_pipeline(data, input_size=(50, 100), resize_mode="resize", config=cfg))
     assert image.shape == (50, 100, 3) and t["num_boxes"] == 2
     np.testing.assert_allclose(t["boxes"][0], [0.5, 0.2, 0.8, 0.6], atol=1e-5)  # mirrored red box
@@ -64,7 +87,9 @@ def test_flip_swaps_left_right_keypoints_and_keeps_boxes_aligned(tmp_path):
     assert _mask_box(image, 0) == pytest.approx((50, 10, 80, 30), abs=1)
     assert _mask_box(image, 1) == pytest.approx((10, 5, 30, 20), abs=1)
     kp = t["keypoints"][0]
-    np.testing.assert_allclose(kp[5], [0.55, 0.3, 2], atol=1e-5)  # left_shoulder = old right, mirrored
+    np.testing.assert_allclose(
+        kp[5], [0.55, 0.3, 2], atol=1e-5
+    )  # left_shoulder = old right, mirrored
     np.testing.assert_allclose(kp[6], [0.75, 0.3, 2], atol=1e-5)
     np.testing.assert_allclose(kp[0], [0.65, 0.25, 2], atol=1e-5)  # nose mirrored in place
     np.testing.assert_allclose(kp[12], [0.7, 0.55, 1], atol=1e-5)  # right_hip = old left_hip
@@ -80,15 +105,29 @@ def test_flip_index_matches_core_and_names():
     from edgekit.core.keypoints import COCO_FLIP_INDEX
 
     assert flip_index(COCO_KEYPOINT_NAMES) == list(COCO_FLIP_INDEX)
-    assert flip_index(["nose", "left_eye", "right_eye", "hand_left", "hand_right"]) == [0, 2, 1, 4, 3]
+    assert flip_index(["nose", "left_eye", "right_eye", "hand_left", "hand_right"]) == [
+        0,
+        2,
+        1,
+        4,
+        3,
+    ]
 
 
 def test_letterbox_and_normalization_follow_the_model_spec(tmp_path):
     data = _synthetic(tmp_path, with_kps=False)
-    spec = ModelSpec(task="detect", decoder="yolo", input_size=(64, 64), normalization=(127.5, 127.5), resize_mode="letterbox")
+    spec = ModelSpec(
+        task="detect",
+        decoder="yolo",
+        input_size=(64, 64),
+        normalization=(127.5, 127.5),
+        resize_mode="letterbox",
+    )
     cfg = PipelineConfig(batch_size=1, training=False)
     image, t = _one(make_pipeline(data, spec, cfg))
-    assert image.shape == (1, 64, 64, 3) and t["boxes"].shape == (1, 100, 4) and "keypoints" not in t
+    assert (
+        image.shape == (1, 64, 64, 3) and t["boxes"].shape == (1, 100, 4) and "keypoints" not in t
+    )
     pixels = image[0] * 127.5 + 127.5
     np.testing.assert_allclose(pixels[0, 0], [114, 114, 114], atol=0.5)  # letterbox padding
     np.testing.assert_allclose(pixels[32, 2], [0, 0, 0], atol=0.5)  # image content
@@ -100,9 +139,13 @@ def test_letterbox_and_normalization_follow_the_model_spec(tmp_path):
 def test_random_augmentation_keeps_pixels_and_boxes_aligned(tmp_path):
     data = _synthetic(tmp_path, n=4)
     for mosaic in (0.0, 1.0):
-        aug = AugmentConfig(scale=(0.6, 1.6), mosaic=mosaic, brightness=0, contrast=0, saturation=0, hue=0)
+        aug = AugmentConfig(
+            scale=(0.6, 1.6), mosaic=mosaic, brightness=0, contrast=0, saturation=0, hue=0
+        )
         cfg = PipelineConfig(batch_size=8, augment=aug, repeat=True, seed=3, max_boxes=8)
-        images, t = _one(make_pipeline(data, input_size=(96, 128), resize_mode="letterbox", config=cfg))
+        images, t = _one(
+            make_pipeline(data, input_size=(96, 128), resize_mode="letterbox", config=cfg)
+        )
         assert images.shape == (8, 96, 128, 3)
         checked = 0
         for i in range(8):
@@ -111,7 +154,9 @@ def test_random_augmentation_keeps_pixels_and_boxes_aligned(tmp_path):
                 assert 0 <= x0 < x1 <= 128 and 0 <= y0 < y1 <= 96
                 if x1 - x0 < 6 or y1 - y0 < 6:
                     continue
-                inner = images[i, int(y0) + 2 : int(np.ceil(y1)) - 2, int(x0) + 2 : int(np.ceil(x1)) - 2]
+                inner = images[
+                    i, int(y0) + 2 : int(np.ceil(y1)) - 2, int(x0) + 2 : int(np.ceil(x1)) - 2
+                ]
                 channel = 0 if t["class_ids"][i, k] == 0 else 1
                 assert inner[..., channel].mean() > 200, (mosaic, i, k)
                 checked += 1
@@ -121,7 +166,9 @@ def test_random_augmentation_keeps_pixels_and_boxes_aligned(tmp_path):
 def test_classify_crops_and_encode_fn(tmp_path):
     data = _synthetic(tmp_path, with_kps=False)
     cfg = PipelineConfig(batch_size=2, training=False, mode="classify_crops", crop_context=0.0)
-    images, labels = next(iter(make_pipeline(data, input_size=(32, 32), resize_mode="resize", config=cfg)))
+    images, labels = next(
+        iter(make_pipeline(data, input_size=(32, 32), resize_mode="resize", config=cfg))
+    )
     assert images.shape == (2, 32, 32, 3) and labels.numpy().tolist() == [0, 1]
     np.testing.assert_allclose(images.numpy()[0, 16, 16], [255, 0, 0], atol=1)
     np.testing.assert_allclose(images.numpy()[1, 16, 16], [0, 255, 0], atol=1)
@@ -132,3 +179,12 @@ def test_classify_crops_and_encode_fn(tmp_path):
     cfg = PipelineConfig(batch_size=1, training=False, max_boxes=3)
     _, y = next(iter(make_pipeline(data, input_size=(32, 32), config=cfg, encode_fn=encode)))
     np.testing.assert_allclose(y.numpy()[0], [[1, 0], [0, 1], [0, 0]])
+
+
+def test_crowd_objects_are_left_out_of_training_targets(tmp_path):
+    data = _synthetic(tmp_path, with_kps=False)
+    rec = dataclasses.replace(data[0], iscrowd=np.array([True, False]))
+    data = dataclasses.replace(data, images=(rec,))
+    cfg = PipelineConfig(batch_size=1, training=False, max_boxes=2)
+    _, t = _one(make_pipeline(data, input_size=(32, 64), resize_mode="resize", config=cfg))
+    assert t["num_boxes"].tolist() == [1] and t["class_ids"].tolist() == [[1, -1]]

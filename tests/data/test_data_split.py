@@ -12,7 +12,10 @@ from edgekit.errors import DatasetError
 
 
 def _dataset(names: list[str]) -> Dataset:
-    recs = [ImageRecord(Path("/r/images") / n, 10, 10, np.zeros((0, 4)), np.zeros(0), image_id=i) for i, n in enumerate(names)]
+    recs = [
+        ImageRecord(Path("/r/images") / n, 10, 10, np.zeros((0, 4)), np.zeros(0), image_id=i)
+        for i, n in enumerate(names)
+    ]
     return Dataset(tuple(recs), ("a",), root=Path("/r"))
 
 
@@ -25,7 +28,9 @@ def test_split_is_exact_disjoint_and_stable():
     ds = _dataset(names)
     train, val = split_dataset(ds, 0.2, seed=0)
     assert len(val) == 40 and len(train) == 160
-    assert set(_names(train)).isdisjoint(_names(val)) and set(_names(train)) | set(_names(val)) == set(names)
+    assert set(_names(train)).isdisjoint(_names(val)) and set(_names(train)) | set(
+        _names(val)
+    ) == set(names)
     assert _names(split_dataset(ds, 0.2, seed=0)[1]) == _names(val)
     # order of the input does not matter; both parts keep the dataset's order
     shuffled = _dataset(list(reversed(names)))

@@ -21,7 +21,9 @@ def _xml(stem: str, w: int, h: int, objects: list[str]) -> str:
 
 
 def _obj(name: str, box: tuple, difficult: int = 0) -> str:
-    tags = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+    tags = "".join(
+        f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True)
+    )
     return f"<name>{name}</name><difficult>{difficult}</difficult><bndbox>{tags}</bndbox>"
 
 
@@ -50,27 +52,48 @@ def test_reads_one_based_pixel_boxes_and_difficult(tmp_path):
 
 
 def test_custom_names_and_split(tmp_path):
-    files = {"a": _xml("a", 100, 50, [_obj("widget", (1, 1, 10, 10))]), "b": _xml("b", 100, 50, [_obj("gadget", (1, 1, 10, 10))])}
+    files = {
+        "a": _xml("a", 100, 50, [_obj("widget", (1, 1, 10, 10))]),
+        "b": _xml("b", 100, 50, [_obj("gadget", (1, 1, 10, 10))]),
+    }
     root = _make(tmp_path, files, {})
     assert read_voc(root).class_names == ("gadget", "widget")
     (root / "ImageSets" / "Main").mkdir(parents=True)
     (root / "ImageSets" / "Main" / "val.txt").write_text("b\n")
     ds = read_voc(root, split="val", class_names=["widget", "gadget"])
     assert len(ds) == 1 and ds[0].class_ids.tolist() == [1]
-    with pytest.raises(DatasetError, match="Annotations/a.xml: object 1: <name> 'widget' is not one of the 1 class names"):
+    with pytest.raises(
+        DatasetError,
+        match=r"Annotations/a\.xml: object 1: <name> 'widget' is not one of the 1 class names",
+    ):
         read_voc(root, class_names=["gadget"])
 
 
 @pytest.mark.parametrize(
     ("obj", "expected"),
     [
-        ("<name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax></bndbox>", "Annotations/x.xml: object 1: <bndbox> missing <ymax>"),
+        (
+            "<name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax></bndbox>",
+            "Annotations/x.xml: object 1: <bndbox> missing <ymax>",
+        ),
         ("<name>dog</name>", "Annotations/x.xml: object 1: <object> missing <bndbox>"),
-        ("<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox>", "object 1: <object> missing <name>"),
-        (_obj("dog", (1, 1, "five", 5)), "Annotations/x.xml: object 1: <xmax> 'five' is not a number"),
+        (
+            "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox>",
+            "object 1: <object> missing <name>",
+        ),
+        (
+            _obj("dog", (1, 1, "five", 5)),
+            "Annotations/x.xml: object 1: <xmax> 'five' is not a number",
+        ),
         (_obj("dog", (20, 1, 10, 5)), "Annotations/x.xml: object 1: <bndbox> max < min"),
-        (_obj("dog", (1, 1, 300, 5)), "Annotations/x.xml: object 1: <bndbox> (1, 1, 300, 5) outside the 100x50 image"),
-        (_obj("dog", (1, 1, 5, 5), difficult="maybe"), "object 1: <difficult> 'maybe' is not 0 or 1"),
+        (
+            _obj("dog", (1, 1, 300, 5)),
+            "Annotations/x.xml: object 1: <bndbox> (1, 1, 300, 5) outside the 100x50 image",
+        ),
+        (
+            _obj("dog", (1, 1, 5, 5), difficult="maybe"),
+            "object 1: <difficult> 'maybe' is not 0 or 1",
+        ),
     ],
 )
 def test_malformed_objects_are_named(tmp_path, obj, expected):
@@ -81,21 +104,33 @@ def test_malformed_objects_are_named(tmp_path, obj, expected):
 
 
 def test_xml_parse_error_has_line_number(tmp_path):
-    root = _make(tmp_path, {"x": "<annotation>\n<filename>x.jpg</filename>\n<size><width>1</width>\n</annotation>\n"}, {})
-    with pytest.raises(DatasetError, match=r"Annotations/x.xml line 4: XML parse error: mismatched tag"):
+    root = _make(
+        tmp_path,
+        {"x": "<annotation>\n<filename>x.jpg</filename>\n<size><width>1</width>\n</annotation>\n"},
+        {},
+    )
+    with pytest.raises(
+        DatasetError, match=r"Annotations/x.xml line 4: XML parse error: mismatched tag"
+    ):
         read_voc(root)
 
 
 def test_missing_image_and_size_from_header(tmp_path):
-    text = "<annotation><filename>z.jpg</filename><object>" + _obj("cat", (1, 1, 4, 4)) + "</object></annotation>"
+    text = (
+        "<annotation><filename>z.jpg</filename><object>"
+        + _obj("cat", (1, 1, 4, 4))
+        + "</object></annotation>"
+    )
     root = _make(tmp_path, {"z": text, "w": _xml("w", 100, 50, [])}, {"z": (40, 20)})
     ds = read_voc(root)  # z has no <size>: read from the image header
     assert (ds[1].width, ds[1].height) == (40, 20)
     (root / "JPEGImages" / "z.jpg").unlink()
-    with pytest.raises(DatasetError, match=r"JPEGImages/z.jpg: image file not found \(named by Annotations/z.xml\)"):
+    with pytest.raises(
+        DatasetError, match=r"JPEGImages/z.jpg: image file not found \(named by Annotations/z.xml\)"
+    ):
         read_voc(root)
     problems = Problems(strict=False)
     ds = read_voc(root, problems=problems)
     assert len(ds) == 1 and [p.code for p in problems.errors] == ["missing_image"]
-    with pytest.raises(DatasetError, match="no annotation .xml files"):
+    with pytest.raises(DatasetError, match=r"no annotation \.xml files"):
         read_voc(_make(tmp_path / "e", {}, {}))

@@ -7,7 +7,12 @@ import pytest
 
 from edgekit.core.types import Classification
 from edgekit.errors import DatasetError
-from edgekit.eval.classify import evaluate_classes, is_image_folder, read_image_folder, topk_accuracy
+from edgekit.eval.classify import (
+    evaluate_classes,
+    is_image_folder,
+    read_image_folder,
+    topk_accuracy,
+)
 
 
 def test_topk_known_answer():

@@ -28,7 +28,10 @@ def test_ssd_on_ten_coco128_images(shared, tmp_path, capsys):
     m = result["metrics"]
     assert 0.05 < m["mAP"] <= m["AP50"] <= 1.0
     assert 0.0 <= m["AP75"] <= m["AP50"]
-    assert result["per_class"]["person"]["gt"] > 0 and 0.0 < result["per_class"]["person"]["AP50"] <= 1.0
+    assert (
+        result["per_class"]["person"]["gt"] > 0
+        and 0.0 < result["per_class"]["person"]["AP50"] <= 1.0
+    )
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -61,7 +64,17 @@ def test_task_mismatch_is_refused(shared, tmp_path, capsys):
     code = main(["eval", str(shared("models", SSD)), "--data", str(tmp_path), "--all"])
     err = capsys.readouterr().err
     assert code == 2 and "cannot evaluate a detector" in err
-    code = main(["eval", str(shared("models", "movenet_single_pose_lightning_ptq.tflite")), "--data", str(shared("coco128")), "--all", "--max-images", "2"])
+    code = main(
+        [
+            "eval",
+            str(shared("models", "movenet_single_pose_lightning_ptq.tflite")),
+            "--data",
+            str(shared("coco128")),
+            "--all",
+            "--max-images",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "keypoint" in err
 
@@ -72,6 +85,22 @@ def test_missing_model_is_refused(tmp_path, capsys):
     assert code == 3 and "not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad", [["--split", "test"], ["--class-map", "x"], ["--max-images", "0"]])
+@pytest.mark.parametrize(
+    "bad", [["--split", "test"], ["--class-map", "x"], ["--max-images", "0"], ["--max-dets", "0"]]
+)
 def test_bad_options(bad, tmp_path, capsys):
     assert main(["eval", "m.tflite", "--data", str(tmp_path), *bad]) == 2
+
+
+def test_max_dets_caps_detections_per_image(shared):
+    from edgekit.eval import EvalConfig, evaluate_model
+
+    cfg = EvalConfig(
+        model=shared("models", SSD),
+        data=shared("coco128"),
+        split="all",
+        max_images=2,
+        max_detections=3,
+    )
+    result = evaluate_model(cfg)
+    assert result.metrics["detections"] == 6.0

@@ -46,7 +46,8 @@ def test_perfect_detections_give_ap_one():
 
 def test_one_of_two_boxes_missed():
     ds = Dataset(
-        (ImageRecord("x.jpg", 100, 100, np.array([BOX1, BOX2]), np.array([A, A]), image_id=1),), ("a", "b")
+        (ImageRecord("x.jpg", 100, 100, np.array([BOX1, BOX2]), np.array([A, A]), image_id=1),),
+        ("a", "b"),
     )
     m = evaluate_detections(ds, [[_det(BOX1, A)]], IDENTITY)
     assert m.metrics["AR100"] == pytest.approx(0.5)
@@ -76,8 +77,19 @@ def test_detections_are_written_in_pixels_with_dataset_category_ids():
         COCO80_NAMES,
     )
     cmap = ClassMap.build(("person", "bicycle", "car"), COCO80_NAMES)
-    res = coco_detections(ds, [[Detection((0.1, 0.2, 0.5, 0.6), 2, 0.5, "car"), Detection(BOX1, 0, 0.4, "zebra crossing")]], cmap)
-    assert res == [{"image_id": 7, "category_id": 3, "bbox": pytest.approx([20, 20, 80, 40]), "score": 0.5}]
+    res = coco_detections(
+        ds,
+        [
+            [
+                Detection((0.1, 0.2, 0.5, 0.6), 2, 0.5, "car"),
+                Detection(BOX1, 0, 0.4, "zebra crossing"),
+            ]
+        ],
+        cmap,
+    )
+    assert res == [
+        {"image_id": 7, "category_id": 3, "bbox": pytest.approx([20, 20, 80, 40]), "score": 0.5}
+    ]
 
 
 def test_coco90to80_table():
@@ -90,7 +102,9 @@ def test_coco90to80_table():
 
 
 def test_class_map_by_name_with_aliases_and_drops():
-    cmap = ClassMap.build(("background", "aeroplane", "Motorbike", "tvmonitor", "zebra crossing"), COCO80_NAMES)
+    cmap = ClassMap.build(
+        ("background", "aeroplane", "Motorbike", "tvmonitor", "zebra crossing"), COCO80_NAMES
+    )
     assert cmap.mode == "name"
     assert cmap(Detection(BOX1, 1, 0.5, "aeroplane")) == COCO80_NAMES.index("airplane")
     assert cmap(Detection(BOX1, 2, 0.5, "Motorbike")) == COCO80_NAMES.index("motorcycle")

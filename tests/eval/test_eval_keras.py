@@ -32,8 +32,14 @@ class FakeKeras:
 
 def test_keras_interpreter_runs_the_runtime_pipeline():
     fake = FakeKeras()
-    spec = ModelSpec(task="pose", decoder="movenet", input_size=(64, 64), input_dtype="float32",
-                     normalization=(127.5, 127.5), resize_mode="resize")
+    spec = ModelSpec(
+        task="pose",
+        decoder="movenet",
+        input_size=(64, 64),
+        input_dtype="float32",
+        normalization=(127.5, 127.5),
+        resize_mode="resize",
+    )
     model = Model(KerasInterpreter(fake), spec, backend=BackendInfo("keras", 1))
     image = np.full((32, 48, 3), 255, np.uint8)
     pred = model.predict(image, score_threshold=0.0)
@@ -60,6 +66,8 @@ def test_keras_checkpoint_end_to_end(shared, tmp_path):
 
     path = tmp_path / "ssd.keras"
     create_model("ssdlite_mobilenet_v2", num_classes=80, input_size=160, width=0.35).save(path)
-    result = evaluate_model(EvalConfig(model=path, data=shared("coco128"), split="all", max_images=2))
+    result = evaluate_model(
+        EvalConfig(model=path, data=shared("coco128"), split="all", max_images=2)
+    )
     assert result.task == "detect" and result.backend == "keras x1" and result.class_map == "name"
     assert result.images == 2 and "mAP" in result.metrics
