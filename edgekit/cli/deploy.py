@@ -188,7 +188,13 @@ def flash(
     from edgekit.deploy.flash import FirstBoot, FlashConfig, WifiConfig
     from edgekit.deploy.flash import flash as flash_image
 
-    cfg = load_config(config_path).with_overrides(hostname=hostname)
+    if config_path is None and bundle_path is not None:
+        from edgekit.deploy.bundle import read_bundle_config
+
+        cfg = read_bundle_config(bundle_path)  # board, login user, hostname as bundled
+    else:
+        cfg = load_config(config_path)
+    cfg = cfg.with_overrides(hostname=hostname)
     if (ssid is None) != (wifi_psk_file is None):
         raise UsageError("--wifi and --wifi-psk-file go together")
     first_boot = None

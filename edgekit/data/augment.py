@@ -134,33 +134,35 @@ def _random_centre(r0, r1, size, seed):
     return tf.random.uniform([], tf.minimum(a, b), tf.maximum(a, b) + 1e-6, seed=seed)
 
 
-def apply_window(image, window, out_hw: tuple[int, int], pad_value: float = 114.0):
+def apply_window(image, window, out_hw: tuple[int, int], pad_value: float = 114.0, content_hw=None):
     """Sample ``window`` of ``image`` (H, W, C) into a float32 (out_h, out_w, C) image.
 
     Edge coordinates: output pixel ``j`` shows source position
     ``x0 + (j + 0.5) / out_w * (x1 - x0)`` (normalized), i.e. exactly what the box transform in
-    :func:`transform_targets` assumes.
+    :func:`transform_targets` assumes. ``content_hw``: how many (fractional) pixels the normalized
+    range [0, 1] spans, when it is not the image size (a JPEG decoded at 1/r scale has
+    ``ceil(H / r)`` rows for ``H / r`` rows of content).
     """
     import tensorflow as tf
 
     out_h, out_w = int(out_hw[0]), int(out_hw[1])
-    img = tf.cast(image, tf.float32)
-    shape = tf.cast(tf.shape(img), tf.float32)
+    shape = tf.cast(tf.shape(image), tf.float32)
     h, w = shape[0], shape[1]
+    ch, cw = (h, w) if content_hw is None else (content_hw[0], content_hw[1])
     y0, x0, y1, x1 = window[0], window[1], window[2], window[3]
 
-    def centres(u0, u1, n_out, n_src):
+    def centres(u0, u1, n_out, n_src, n_content):
         first = u0 + (u1 - u0) * 0.5 / n_out
         last = u0 + (u1 - u0) * (n_out - 0.5) / n_out
         # crop_and_resize maps normalized v to pixel-centre v * (n_src - 1)
         denom = tf.maximum(n_src - 1.0, 1.0)
-        return (first * n_src - 0.5) / denom, (last * n_src - 0.5) / denom
+        return (first * n_content - 0.5) / denom, (last * n_content - 0.5) / denom
 
-    cy0, cy1 = centres(y0, y1, float(out_h), h)
-    cx0, cx1 = centres(x0, x1, float(out_w), w)
+    cy0, cy1 = centres(y0, y1, float(out_h), h, ch)
+    cx0, cx1 = centres(x0, x1, float(out_w), w, cw)
     box = tf.stack([cy0, cx0, cy1, cx1])[None]
     out = tf.image.crop_and_resize(
-        img[None],
+        image[None],
         box,
         tf.zeros([1], tf.int32),
         [out_h, out_w],

@@ -255,7 +255,7 @@ def pose_encode(
     reg = np.zeros((gh, gw, 3 * k), np.float32)
     off = np.zeros((gh, gw, 3 * k), np.float32)
     b, _, rows = _valid(boxes, class_ids)
-    for box, row in zip(b, rows):
+    for box, row in zip(b, rows, strict=False):
         kps = kps_all[row]
         labelled = kps[:, 2] > 0
         if not labelled.any():

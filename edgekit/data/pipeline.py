@@ -32,7 +32,8 @@ class PipelineConfig:
     """How to feed a model. ``training``: shuffle, augment (``augment``; None = none) and drop
     the last partial batch. ``max_boxes``: targets are padded/cut to this many rows.
     ``mode``: "detect" (whole images with targets) or "classify_crops" (one crop per object,
-    the box grown by ``crop_context`` on each side). ``batch_size`` None leaves it unbatched."""
+    the box grown by ``crop_context`` on each side). ``batch_size`` None leaves it unbatched. ``fast_jpeg``: decode JPEGs at 1/2, 1/4 or 1/8
+    scale when the output needs no more pixels than that."""
 
     batch_size: int | None = 16
     training: bool = True
@@ -44,6 +45,7 @@ class PipelineConfig:
     repeat: bool = False
     seed: int | None = None
     pad_value: float = 114.0
+    fast_jpeg: bool = True
     num_parallel_calls: int | None = None  # None = AUTOTUNE
 
 
@@ -57,15 +59,44 @@ def _tf():
     return tf
 
 
-def _decode(path):
+_JPEG_RATIOS = (1, 2, 4, 8)
+
+
+def _decode_window(data, out_hw, window_fn, fast_jpeg: bool):
+    """Decode image bytes and pick the window for them: ``window_fn(src_hw) -> window``.
+
+    JPEGs (with ``fast_jpeg``) are decoded at the largest 1/r scale (r in 1, 2, 4, 8, libjpeg's
+    DCT scaling) that still gives at least one source pixel per output pixel: faster, and an
+    antialiased shrink. Returns (image, window, content_hw).
+    """
     tf = _tf()
-    data = tf.io.read_file(path)
-    image = tf.cond(
-        tf.io.is_jpeg(data),
-        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_FAST"),
-        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
-    )
-    return tf.ensure_shape(image, [None, None, 3])
+
+    def other():
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.ensure_shape(image, [None, None, 3])
+        hw = tf.cast(tf.shape(image)[:2], tf.float32)
+        return image, window_fn(hw), hw
+
+    if not fast_jpeg:
+        return other()
+
+    def jpeg():
+        hw = tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.float32)
+        window = window_fn(hw)
+        per_out = tf.minimum(
+            tf.abs(window[2] - window[0]) * hw[0] / out_hw[0],
+            tf.abs(window[3] - window[1]) * hw[1] / out_hw[1],
+        )
+        index = sum(tf.cast(per_out >= r, tf.int32) for r in _JPEG_RATIOS[1:])
+        branches = [
+            (lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_FAST"))
+            for r in _JPEG_RATIOS
+        ]
+        image = tf.ensure_shape(tf.switch_case(index, branches), [None, None, 3])
+        ratio = tf.gather(tf.constant(_JPEG_RATIOS, tf.float32), index)
+        return image, window, hw / ratio
+
+    return tf.cond(tf.io.is_jpeg(data), jpeg, other)
 
 
 def _flat_targets(dataset: Dataset):
@@ -142,20 +173,28 @@ def make_pipeline(
     num_kp = None if kps_np is None else int(kps_np.shape[1])
     perm = aug.flip_index(dataset.keypoint_names) if dataset.keypoint_names else None
 
-    def geometry(image, region):
-        src_hw = tf.shape(image)[:2]  # the decoded size (normalized targets do not depend on it)
-        window = aug.base_window(region, src_hw, out_hw, mode)
-        if augment is not None:
-            window = aug.random_window(window, region, augment, seed=config.seed)
-        out = aug.apply_window(image, window, out_hw, config.pad_value)
+    def window_fn(region):
+        def fn(src_hw):
+            window = aug.base_window(region, src_hw, out_hw, mode)
+            if augment is not None:
+                window = aug.random_window(window, region, augment, seed=config.seed)
+            return window
+
+        return fn
+
+    def geometry(path, region):
+        data = tf.io.read_file(path)
+        image, window, content_hw = _decode_window(
+            data, out_hw, window_fn(region), config.fast_jpeg
+        )
+        out = aug.apply_window(image, window, out_hw, config.pad_value, content_hw)
         if augment is not None:
             out = aug.color_jitter(out, augment, seed=config.seed)
         return tf.ensure_shape(out, [*out_hw, 3]), window
 
     def load_detect(index):
-        image = _decode(paths[index])
         full = tf.constant([0.0, 0.0, 1.0, 1.0])
-        out, window = geometry(image, full)
+        out, window = geometry(paths[index], full)
         lo, hi = offsets[index], offsets[index + 1]
         kps = None if all_kps is None else all_kps[lo:hi]
         kw = {"min_box_px": 0.0, "min_visible": 0.0}  # without augmentation every box is kept
@@ -238,8 +277,7 @@ def _crops_pipeline(
     labels = np.array([dataset.images[i].class_ids[k] for i, k in rows], np.int32)
 
     def load_crop(index, region, label):
-        image = _decode(paths[index])
-        out, _ = geometry(image, region)
+        out, _ = geometry(paths[index], region)
         return finish(out, label)
 
     ds = tf.data.Dataset.from_tensor_slices((img_idx, grown.astype(np.float32), labels))

@@ -226,9 +226,8 @@ def read_yolo(
         try:
             width, height = read_image_size(img)
         except DatasetError as exc:
-            problems.error(
-                display_path(img, root), "", str(exc).split(": ", 1)[-1], "unreadable_image"
-            )
+            code = "unreadable_image" if img.is_file() else "missing_image"
+            problems.error(display_path(img, root), "", str(exc).split(": ", 1)[-1], code)
             continue
         lname = display_path(label_path_for(img), root)
         boxes, classes, kps = [], [], []

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from edgekit.deploy.config import DeployConfig, config_to_dict
+from edgekit.deploy.config import DeployConfig, config_from_dict, config_to_dict
 from edgekit.deploy.render import UNIT_NAME, board, board_files, read_static, render
 from edgekit.errors import DeployError
 
@@ -230,3 +230,14 @@ def unpack_bundle(path: str | Path, dest: str | Path) -> BundleInfo:
             f.write(data)
         os.chmod(target, 0o755 if info.mode & 0o111 else 0o644)
     return BundleInfo(path, _sha256(path.read_bytes()), files)
+
+
+def read_bundle_config(path: str | Path) -> DeployConfig:
+    """The :class:`DeployConfig` a (verified) bundle was built from, models by file name."""
+    path = Path(path)
+    members = _read_members(path)
+    _check_manifest(path, members)
+    if "edgekit.yaml" not in members:
+        raise DeployError(f"{path}: no edgekit.yaml in the bundle")
+    data = yaml.safe_load(members["edgekit.yaml"][1])
+    return config_from_dict(data, source=f"{path}:edgekit.yaml")

@@ -120,8 +120,12 @@ def check_target(device: Path, info: BlockDeviceInfo, *, force: bool = False) ->
     """Refuse a target that is mounted (itself or a partition), holds ``/``, is a partition,
     or is not removable (unless ``force``). Raises :class:`UnsafeTargetError`."""
     bd = info.describe(device)
+    if not Path(device).exists():
+        if Path(device).resolve().parent.is_relative_to("/dev"):
+            raise UnsafeTargetError(f"{device}: no such device (is the card reader plugged in?)")
+        return bd  # a new image file
     if not bd.is_block:
-        if Path(device).exists() and not stat.S_ISREG(os.stat(device).st_mode):
+        if not stat.S_ISREG(os.stat(device).st_mode):
             raise UnsafeTargetError(f"{device}: neither a block device nor a regular file")
         return bd
     if bd.is_partition:
@@ -318,6 +322,7 @@ def flash(
         route, injected = None, ()
         if cfg.first_boot is not None:
             route, injected = inject_first_boot(work, cfg.first_boot, cfg.deploy)
+        bd = check_target(cfg.device, info, force=cfg.force)  # again: minutes may have passed
         check_size(cfg.device, bd, size)
         what = f"{bd.model or bd.name} " if bd.is_block else ""
         question = f"Erase {cfg.device} ({what}{_human(bd.size_bytes)}) and write {cfg.image.name}?"

@@ -227,7 +227,10 @@ class FatPartition:
 
     def write(self, name: str, data: bytes) -> None:
         """Create or replace ``name`` in the root folder."""
-        with tempfile.NamedTemporaryFile(prefix="edgekit-", delete=False) as tmp:
+        # next to the image: flash keeps its copy in a private (0700) temp folder
+        with tempfile.NamedTemporaryFile(
+            prefix=".edgekit-", dir=self.image.parent, delete=False
+        ) as tmp:
             tmp.write(data)
         try:
             os.chmod(tmp.name, 0o600)

@@ -52,7 +52,9 @@ class SSDClassLoss(_Scalar):
     """Sigmoid focal loss on ``class_logits`` (B, A, C+1); y_true (B, A, 1): 0 background,
     c+1 class c, -1 ignored. Sum over anchors and columns / number of positive anchors."""
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, name: str = "ssd_class", **kw: Any) -> None:
+    def __init__(
+        self, alpha: float = 0.25, gamma: float = 2.0, name: str = "ssd_class", **kw: Any
+    ) -> None:
         super().__init__(name=name, **kw)
         self.alpha, self.gamma = float(alpha), float(gamma)
 
@@ -166,7 +168,9 @@ class HeatmapFocalLoss(_Scalar):
     """CenterNet's penalty-reduced pixel-wise focal loss on a sigmoid heatmap (B, H, W, K);
     y_true the Gaussian targets (1 at peaks). Sum / number of peaks."""
 
-    def __init__(self, alpha: float = 2.0, beta: float = 4.0, name: str = "heatmap_focal", **kw: Any) -> None:
+    def __init__(
+        self, alpha: float = 2.0, beta: float = 4.0, name: str = "heatmap_focal", **kw: Any
+    ) -> None:
         super().__init__(name=name, **kw)
         self.alpha, self.beta = float(alpha), float(beta)
 

@@ -32,10 +32,13 @@ NO_AUG = dict(
 )
 
 
-def _synthetic(tmp_path: Path, n: int = 1, with_kps: bool = True) -> Dataset:
+def _synthetic(
+    tmp_path: Path, n: int = 1, with_kps: bool = True, scale: int = 1, suffix: str = ".png"
+) -> Dataset:
     img = np.zeros((100, 200, 3), np.uint8)  # RGB
     img[20:60, 40:100] = (255, 0, 0)
     img[10:40, 140:180] = (0, 255, 0)
+    img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
     kps = np.zeros((2, 17, 3), np.float32)
     kps[0, 0] = (0.35, 0.25, 2)  # nose
     kps[0, 5] = (0.25, 0.3, 2)  # left_shoulder
@@ -43,13 +46,13 @@ def _synthetic(tmp_path: Path, n: int = 1, with_kps: bool = True) -> Dataset:
     kps[0, 11] = (0.3, 0.55, 1)  # left_hip
     recs = []
     for i in range(n):
-        path = tmp_path / f"s{i}.png"
+        path = tmp_path / f"s{i}{suffix}"
         cv2.imwrite(str(path), img[..., ::-1])
         recs.append(
             ImageRecord(
                 path,
-                200,
-                100,
+                200 * scale,
+                100 * scale,
                 np.array([RED_BOX, GREEN_BOX]),
                 np.array([0, 1]),
                 kps if with_kps else None,
@@ -134,10 +137,23 @@ def test_letterbox_and_normalization_follow_the_model_spec(tmp_path):
     # content is 64x32 centred: y' = 0.25 + y / 2
     np.testing.assert_allclose(t["boxes"][0, 0], [0.2, 0.35, 0.5, 0.55], atol=1e-5)
     assert _mask_box(pixels, 0) == pytest.approx((13, 22, 32, 35), abs=1)
+    # the same geometry the runtime uses to map results back (edgekit.core.letterbox)
+    from edgekit.core.letterbox import letterbox_transform
+
+    expected = letterbox_transform((100, 200), (64, 64)).boxes_to_input(
+        np.array([RED_BOX, GREEN_BOX])
+    )
+    np.testing.assert_allclose(t["boxes"][0, :2], expected, atol=1e-5)
 
 
-def test_random_augmentation_keeps_pixels_and_boxes_aligned(tmp_path):
-    data = _synthetic(tmp_path, n=4)
+@pytest.mark.parametrize(
+    ("scale", "suffix", "out_hw"), [(1, ".png", (96, 128)), (4, ".jpg", (60, 80))]
+)
+def test_random_augmentation_keeps_pixels_and_boxes_aligned(tmp_path, scale, suffix, out_hw):
+    data = _synthetic(
+        tmp_path, n=4, scale=scale, suffix=suffix
+    )  # 800x400 JPEG: decoded at 1/4..1/8
+    oh, ow = out_hw
     for mosaic in (0.0, 1.0):
         aug = AugmentConfig(
             scale=(0.6, 1.6), mosaic=mosaic, brightness=0, contrast=0, saturation=0, hue=0
@@ -150,8 +166,8 @@ def test_random_augmentation_keeps_pixels_and_boxes_aligned(tmp_path):
         checked = 0
         for i in range(8):
             for k in range(int(t["num_boxes"][i])):
-                x0, y0, x1, y1 = t["boxes"][i, k] * [128, 96, 128, 96]
-                assert 0 <= x0 < x1 <= 128 and 0 <= y0 < y1 <= 96
+                x0, y0, x1, y1 = t["boxes"][i, k] * [ow, oh, ow, oh]
+                assert 0 <= x0 < x1 <= ow and 0 <= y0 < y1 <= oh
                 if x1 - x0 < 6 or y1 - y0 < 6:
                     continue
                 inner = images[
@@ -159,6 +175,7 @@ def test_random_augmentation_keeps_pixels_and_boxes_aligned(tmp_path):
                 ]
                 channel = 0 if t["class_ids"][i, k] == 0 else 1
                 assert inner[..., channel].mean() > 200, (mosaic, i, k)
+                assert inner[..., 2].mean() < 40, (mosaic, i, k)
                 checked += 1
         assert checked >= 4
 
@@ -188,3 +205,17 @@ def test_crowd_objects_are_left_out_of_training_targets(tmp_path):
     cfg = PipelineConfig(batch_size=1, training=False, max_boxes=2)
     _, t = _one(make_pipeline(data, input_size=(32, 64), resize_mode="resize", config=cfg))
     assert t["num_boxes"].tolist() == [1] and t["class_ids"].tolist() == [[1, -1]]
+
+
+def test_fast_jpeg_decode_matches_full_decode(tmp_path):
+    data = _synthetic(tmp_path, n=1, with_kps=False, scale=4, suffix=".jpg")
+    outs = []
+    for fast in (True, False):
+        cfg = PipelineConfig(batch_size=1, training=False, fast_jpeg=fast)
+        outs.append(
+            _one(make_pipeline(data, input_size=(50, 100), resize_mode="letterbox", config=cfg))
+        )
+    (fast_img, fast_t), (full_img, full_t) = outs
+    np.testing.assert_allclose(fast_t["boxes"], full_t["boxes"])
+    assert np.abs(fast_img - full_img).mean() < 4.0
+    assert _mask_box(fast_img[0], 0) == pytest.approx(_mask_box(full_img[0], 0), abs=1)

@@ -193,3 +193,15 @@ def test_coco128(shared):
     for r in ds:
         assert (r.boxes >= 0).all() and (r.boxes <= 1).all()
         assert (r.boxes[:, 2] >= r.boxes[:, 0]).all() and (r.boxes[:, 3] >= r.boxes[:, 1]).all()
+
+
+def test_image_list_file_with_a_missing_image(tmp_path):
+    root = _make(
+        tmp_path, {"a": "0 0.5 0.5 0.2 0.4\n"}, yaml="names: [cat, dog]\ntrain: train.txt\n"
+    )
+    (root / "train.txt").write_text("images/a.png\n./images/gone.png\n")
+    with pytest.raises(DatasetError, match=r"images/gone\.png: image file not found"):
+        read_yolo(root)
+    problems = Problems(strict=False)
+    ds = read_yolo(root, problems=problems)
+    assert len(ds) == 1 and [p.code for p in problems] == ["missing_label", "missing_image"]

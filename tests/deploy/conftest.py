@@ -81,6 +81,18 @@ def read_fat_file(image: Path, name: str, offset: int = FAT_START * 512) -> byte
     return proc.stdout
 
 
+@pytest.fixture
+def build_image():
+    """:func:`build_disk_image` (fixtures, not imports: ``conftest`` names clash across dirs)."""
+    return build_disk_image
+
+
+@pytest.fixture
+def fat_read():
+    """:func:`read_fat_file`."""
+    return read_fat_file
+
+
 PI_BOOT_FILES = {
     "cmdline.txt": b"console=serial0,115200 console=tty1 root=PARTUUID=1234-02 rootfstype=ext4 fsck.repair=yes rootwait\n",
     "config.txt": b"# For more options and information see\n# http://rptl.io/configtxt\ndtparam=audio=on\n",

@@ -311,3 +311,28 @@ def test_cli_bundle_and_verify(fake_model, tmp_path, capsys):
     assert main(["bundle", "--verify", str(out)]) == 0
     assert "OK" in capsys.readouterr().out
     assert main(["bundle", "--model", str(fake_model), "--board", "rpi9", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("board", ["rpi5", "rpi4", "coral-usb", "coral-devboard"])
+def test_install_sh_parses_for_every_board(fake_model, tmp_path, board):
+    files = {f.name: f.data for f in bundle_files(_cfg(fake_model, board))}
+    script = tmp_path / "install.sh"
+    script.write_bytes(files["install.sh"])
+    for shell in ("sh", "bash"):
+        proc = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    text = files["install.sh"].decode()
+    assert text.startswith("#!/bin/sh") and "\nset -eu\n" in text
+    assert "python3 >= 3.10" in text
+    unit = files["rootfs/etc/systemd/system/edgekit.service"].decode()
+    assert ("RestrictSUIDSGID=yes" in unit) == (board != "coral-devboard")
+
+
+def test_bundle_with_a_real_model(shared, tmp_path):
+    model = shared("models", "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite")
+    out = tmp_path / "real.tar.gz"
+    info = build_bundle(_cfg(model, "coral-usb"), out)
+    assert verify_bundle(out).sha256 == info.sha256
+    dest = tmp_path / "u"
+    unpack_bundle(out, dest)
+    assert (dest / "models" / model.name).read_bytes() == model.read_bytes()

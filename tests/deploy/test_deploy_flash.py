@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FAT_START, MiB, build_disk_image, read_fat_file
 
 from edgekit.deploy.config import DeployConfig
 from edgekit.deploy.flash import (
@@ -27,6 +26,8 @@ from edgekit.deploy.flash import (
 from edgekit.deploy.image import FatPartition, find_boot_partition, read_partitions
 from edgekit.errors import DeployError, UnsafeTargetError, UsageError
 
+MiB = 1 << 20
+FAT_START = 2048  # sectors, as built by conftest.build_disk_image
 PSK = "correct horse battery staple"
 SSID = "Edge Lab"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests user@host"
@@ -45,9 +46,9 @@ def test_wpa_psk_matches_the_ieee_802_11i_test_vector():
         wpa_psk("short", "IEEE")
 
 
-def test_partition_tables_are_parsed_mbr_and_gpt(tmp_path):
+def test_partition_tables_are_parsed_mbr_and_gpt(tmp_path, fat_read, build_image):
     for table in ("dos", "gpt"):
-        img = build_disk_image(tmp_path / f"{table}.img", table=table, files={"a.txt": b"x"})
+        img = build_image(tmp_path / f"{table}.img", table=table, files={"a.txt": b"x"})
         parts = read_partitions(img)
         assert [p.index for p in parts] == [1, 2]
         assert parts[0].offset == FAT_START * 512 and parts[0].fs == "fat32"
@@ -61,7 +62,7 @@ def test_partition_tables_are_parsed_mbr_and_gpt(tmp_path):
         fat = FatPartition(img, boot.offset)
         fat.write("new.txt", b"hello " + table.encode())
         assert fat.list() == ["a.txt", "new.txt"] and fat.read("a.txt") == b"x"
-        assert read_fat_file(img, "new.txt") == b"hello " + table.encode()
+        assert fat_read(img, "new.txt") == b"hello " + table.encode()
 
 
 def test_not_a_disk_image_is_refused(tmp_path):
@@ -76,7 +77,9 @@ def _flash(image: Path, target: Path, fb: FirstBoot | None, **kw) -> object:
     return flash(cfg, **kw)
 
 
-def test_flash_cloud_init_image_to_file_and_read_back(pi_cloudinit_image, tmp_path, fake_model):
+def test_flash_cloud_init_image_to_file_and_read_back(
+    pi_cloudinit_image, tmp_path, fake_model, fat_read
+):
     from edgekit.deploy.bundle import build_bundle
 
     bundle = tmp_path / "b.tar.gz"
@@ -92,44 +95,44 @@ def test_flash_cloud_init_image_to_file_and_read_back(pi_cloudinit_image, tmp_pa
     assert target.stat().st_size == pi_cloudinit_image.stat().st_size
     assert b"ROOTFS-MARKER" in target.read_bytes()
 
-    user_data = read_fat_file(target, "user-data").decode()
+    user_data = fat_read(target, "user-data").decode()
     assert user_data.startswith("#cloud-config\n")
     doc = yaml.safe_load(user_data)
     assert doc["hostname"] == "cam1"
     assert doc["users"][0]["ssh_authorized_keys"] == [KEY]
     assert ["sh", "/boot/firmware/edgekit-firstboot.sh"] in doc["runcmd"]
-    net = yaml.safe_load(read_fat_file(target, "network-config"))
+    net = yaml.safe_load(fat_read(target, "network-config"))
     ap = net["network"]["wifis"]["wlan0"]["access-points"][SSID]
     assert ap["password"] == wpa_psk(PSK, SSID)
     assert net["network"]["wifis"]["wlan0"]["regulatory-domain"] == "GB"
-    meta = yaml.safe_load(read_fat_file(target, "meta-data"))
+    meta = yaml.safe_load(fat_read(target, "meta-data"))
     assert meta["local-hostname"] == "cam1" and meta["instance-id"].startswith("edgekit-")
-    assert read_fat_file(target, "edgekit-bundle.tar.gz") == bundle.read_bytes()
-    assert b"install.sh" in read_fat_file(target, "edgekit-firstboot.sh")
-    assert b"camera_auto_detect=1" in read_fat_file(target, "config.txt")
-    assert b"dtparam=audio=on" in read_fat_file(target, "config.txt")
+    assert fat_read(target, "edgekit-bundle.tar.gz") == bundle.read_bytes()
+    assert b"install.sh" in fat_read(target, "edgekit-firstboot.sh")
+    assert b"camera_auto_detect=1" in fat_read(target, "config.txt")
+    assert b"dtparam=audio=on" in fat_read(target, "config.txt")
 
 
-def test_flash_firstrun_route_hooks_cmdline(pi_image, tmp_path):
+def test_flash_firstrun_route_hooks_cmdline(pi_image, tmp_path, fat_read):
     fb = FirstBoot(hostname="cam2", ssh_keys=(KEY,), wifi=WifiConfig.create(SSID, PSK, "US"))
     target = tmp_path / "sd.img"
     result = _flash(pi_image, target, fb)
     assert result.route == "firstrun"
-    cmdline = read_fat_file(target, "cmdline.txt").decode()
+    cmdline = fat_read(target, "cmdline.txt").decode()
     assert cmdline.count("\n") == 1 and cmdline.rstrip().endswith(CMDLINE_HOOK)
     assert "rootwait " + CMDLINE_HOOK in cmdline
-    firstrun = read_fat_file(target, "firstrun.sh").decode()
+    firstrun = fat_read(target, "firstrun.sh").decode()
     assert firstrun.startswith("#!/bin/sh") and "cam2" in firstrun and KEY in firstrun
     assert wpa_psk(PSK, SSID) in firstrun
-    assert read_fat_file(target, "ssh") == b""
+    assert fat_read(target, "ssh") == b""
     # flashing the result again does not add a second hook
     again = tmp_path / "sd2.img"
     _flash(target, again, fb)
-    assert read_fat_file(again, "cmdline.txt").decode().count("systemd.run=") == 1
+    assert fat_read(again, "cmdline.txt").decode().count("systemd.run=") == 1
 
 
 @pytest.mark.parametrize("kind", ["xz", "zip"])
-def test_compressed_images_are_streamed(pi_image, tmp_path, kind):
+def test_compressed_images_are_streamed(pi_image, tmp_path, kind, fat_read):
     if kind == "xz":
         src = tmp_path / "raspios.img.xz"
         with open(pi_image, "rb") as fin, lzma.open(src, "wb", preset=0) as fout:
@@ -141,8 +144,8 @@ def test_compressed_images_are_streamed(pi_image, tmp_path, kind):
     target = tmp_path / "sd.img"
     result = _flash(src, target, FirstBoot(hostname="cam3"))
     assert result.size == pi_image.stat().st_size
-    assert b"cam3" in read_fat_file(target, "firstrun.sh")
-    assert read_fat_file(target, "config.txt").startswith(b"# For more options")
+    assert b"cam3" in fat_read(target, "firstrun.sh")
+    assert fat_read(target, "config.txt").startswith(b"# For more options")
 
 
 def test_flipped_byte_is_caught_by_read_back(pi_image, tmp_path):
@@ -160,7 +163,7 @@ def test_flipped_byte_is_caught_by_read_back(pi_image, tmp_path):
 
 
 def test_secrets_never_reach_logs_or_output(
-    pi_cloudinit_image, tmp_path, caplog, capsys, fake_model
+    pi_cloudinit_image, tmp_path, caplog, capsys, fake_model, fat_read
 ):
     from edgekit.cli.main import main
 
@@ -191,7 +194,7 @@ def test_secrets_never_reach_logs_or_output(
     data = target.read_bytes()
     assert PSK.encode() not in data
     assert data.count(hashed.encode()) == 1
-    assert hashed.encode() in read_fat_file(target, "network-config")
+    assert hashed.encode() in fat_read(target, "network-config")
 
 
 # --- refusals -------------------------------------------------------------------------
@@ -352,7 +355,9 @@ def test_first_boot_scripts_parse_with_hostile_values(tmp_path):
         WifiConfig.create("bad\nssid", PSK, "GB")
 
 
-def test_first_boot_installs_the_bundle_from_the_card(pi_cloudinit_image, tmp_path, fake_model):
+def test_first_boot_installs_the_bundle_from_the_card(
+    pi_cloudinit_image, tmp_path, fake_model, fat_read
+):
     """Simulate the board's first boot: take edgekit-firstboot.sh and the bundle from the
     flashed card's FAT partition and run them with the boot folder and DESTDIR in temp dirs."""
     import subprocess
@@ -367,7 +372,7 @@ def test_first_boot_installs_the_bundle_from_the_card(pi_cloudinit_image, tmp_pa
     boot.mkdir()
     root.mkdir()
     for name in ("edgekit-firstboot.sh", "edgekit-bundle.tar.gz"):
-        (boot / name).write_bytes(read_fat_file(target, name))
+        (boot / name).write_bytes(fat_read(target, name))
     env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "EDGEKIT_BOOT": str(boot), "DESTDIR": str(root)}
 
     def boot_once() -> str:
@@ -399,3 +404,21 @@ def test_cli_flash_asks_and_stops_on_no(pi_image, tmp_path):
     result = runner.invoke(flash_cmd, [str(pi_image), "--device", str(target)], input="y\n")
     assert result.exit_code == 0, result.output
     assert "wrote and verified" in result.output and target.is_file()
+
+
+def test_refuses_a_missing_device_node(fake_sys):
+    with pytest.raises(UnsafeTargetError, match="no such device"):
+        check_target(Path("/dev/sdzz-edgekit-test"), fake_sys.info())
+
+
+def test_cli_flash_takes_the_board_from_the_bundle(pi_image, tmp_path, fake_model, fat_read):
+    from edgekit.cli.main import main
+
+    bundle = tmp_path / "dev.tar.gz"
+    build = ["bundle", "--model", str(fake_model), "--board", "coral-devboard"]
+    assert main([*build, "--out", str(bundle)]) == 0
+    target = tmp_path / "sd.img"
+    assert main(["flash", str(pi_image), "-d", str(target), "--bundle", str(bundle), "-y"]) == 0
+    # coral-devboard has no Pi camera: config.txt is left as it was
+    assert b"camera_auto_detect" not in fat_read(target, "config.txt")
+    assert fat_read(target, "edgekit-bundle.tar.gz") == bundle.read_bytes()

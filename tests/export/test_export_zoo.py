@@ -35,14 +35,20 @@ def photos_batch(spec):
     return np.concatenate([prep(read_rgb(p))[0] for p in sample_photos()], axis=0)
 
 
-def recalibrate_batchnorm(model, batch):
-    """Set every BatchNorm's moving statistics to those of ``batch`` (see module docstring)."""
-    bns = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(batch, training=True)
-    for bn in bns:
-        bn.momentum = 0.99
+def he_reinit(model, seed=0):
+    """Redraw every conv/dense kernel from He-normal (std sqrt(2 / fan_in)), the variance-
+    preserving init for ReLU networks, so activations neither vanish nor explode."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers():
+        kernel = getattr(layer, "depthwise_kernel", None)
+        if kernel is not None:
+            fan_in = kernel.shape[0] * kernel.shape[1]
+        else:
+            kernel = getattr(layer, "kernel", None)
+            if kernel is None or len(kernel.shape) not in (2, 4):
+                continue
+            fan_in = int(np.prod(kernel.shape[:-1]))
+        kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), kernel.shape).astype(np.float32))
 
 
 def _as_list(out):
@@ -84,7 +90,7 @@ def test_zoo_model_exports_to_int8_and_runs(name, tmp_path):
     model = entry.create(num_classes=n, input_size=SIZE)
     labels = () if entry.task == "pose" else tuple(f"class{i}" for i in range(NUM_CLASSES))
     spec = entry.spec(model, labels)
-    recalibrate_batchnorm(model, photos_batch(spec))
+    he_reinit(model)
     result = export_model(model, spec, ExportConfig(format="int8", out=tmp_path / f"{name}.tflite", calib_samples=24))
 
     loaded = Model.load(result.path)  # no flags: everything comes from the embedded spec

@@ -1,0 +1,74 @@
+"""The newest-frame hand-off between the loop (one writer) and any number of HTTP clients.
+
+:meth:`FrameHub.publish` never blocks on clients: it replaces the one JPEG held and wakes the
+clients waiting; each client takes the newest frame when it is ready for one, so a slow client
+skips frames instead of holding anything up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+__all__ = ["FrameHub"]
+
+
+class FrameHub:
+    """One JPEG (the newest), its sequence number, and how many stream clients are connected."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._jpeg: bytes | None = None
+        self._seq = 0
+        self._clients = 0
+        self._closed = False
+
+    @property
+    def clients(self) -> int:
+        """Stream clients connected now (a plain read: the writer polls it every frame)."""
+        return self._clients
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def seq(self) -> int:
+        """How many frames were published so far."""
+        return self._seq
+
+    def publish(self, jpeg: bytes) -> int:
+        """Make ``jpeg`` the newest frame; returns its sequence number (1, 2, ...)."""
+        with self._cond:
+            self._jpeg = jpeg
+            self._seq += 1
+            self._cond.notify_all()
+            return self._seq
+
+    def wait_newer(self, seq: int, timeout: float) -> tuple[int, bytes] | None:
+        """The newest frame if its number is above ``seq``, waiting up to ``timeout`` seconds
+        for one; ``None`` on timeout or once the hub is closed."""
+        with self._cond:
+            if self._seq <= seq and not self._closed:
+                self._cond.wait_for(lambda: self._seq > seq or self._closed, timeout)
+            if self._closed or self._seq <= seq or self._jpeg is None:
+                return None
+            return self._seq, self._jpeg
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[None]:
+        """Count a stream client for the duration of the ``with`` block."""
+        with self._cond:
+            self._clients += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._clients -= 1
+
+    def close(self) -> None:
+        """Wake every waiting client for good; later waits return ``None`` at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
