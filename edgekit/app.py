@@ -41,6 +41,9 @@ class RunConfig:
     photos); ``camera``: a camera index (picamera2 on a Pi, OpenCV elsewhere) instead of
     ``source``. ``model=None`` uses the packaged default model of ``task``. ``score`` is the
     score threshold (``None`` = the model's default). ``max_frames``/``duration`` stop the run.
+    ``track`` (detect only) adds stable track ids (:mod:`edgekit.core.tracking`); ``serve``
+    (``[HOST:]PORT``) adds the live web preview (:mod:`edgekit.serve`), which requires
+    ``token`` (generated when ``None``) unless bound to loopback.
     """
 
     task: str
@@ -58,6 +61,9 @@ class RunConfig:
     duration: float | None = None
     console: bool = True
     extra_thresholds: dict[str, Any] = field(default_factory=dict)
+    track: bool = False
+    serve: str | None = None
+    token: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -74,6 +80,14 @@ class RunConfig:
             raise UsageError(f"--duration must be > 0 seconds, got {self.duration}")
         if self.camera is not None and self.camera < 0:
             raise UsageError(f"--camera index must be >= 0, got {self.camera}")
+        if self.track and self.task != "detect":
+            raise UsageError(f"--track works with detect only, not {self.task}")
+        if self.serve is not None:
+            from edgekit.serve.server import parse_bind
+
+            parse_bind(self.serve)  # raises UsageError naming what is wrong
+        if self.token is not None and not self.token.strip():
+            raise UsageError("--token must not be empty")
 
 
 def default_model(task: str, assets: Path | None = None) -> Path:
@@ -155,6 +169,10 @@ def run_app(
         if config.score is not None:
             thresholds["score_threshold"] = config.score
         step = make_step(model, **thresholds)
+        if config.track:
+            from edgekit.runtime.track_step import make_tracking_step
+
+            step = make_tracking_step(step)
         if config.console:
             every = 30 if getattr(source, "live", False) else 1
             opened.append(sinks_mod.ConsoleSink(every=every))
@@ -165,6 +183,13 @@ def run_app(
         window = config.display and window_possible()
         if window:
             opened.append(sinks_mod.WindowSink(title=f"edgekit {config.task}"))
+        preview = None
+        if config.serve is not None:
+            from edgekit.serve import PreviewSink, parse_bind
+
+            host, port = parse_bind(config.serve)
+            preview = PreviewSink(host, port, token=config.token)
+            opened.append(preview)
     except BaseException:
         for sink in opened:
             _close_quietly(sink)
@@ -172,6 +197,8 @@ def run_app(
         raise
     if announce is not None:
         announce(_describe(config, model, source, window))
+        if preview is not None:
+            announce(f"live preview at {preview.url}")
     return run(source, step, opened, max_frames=config.max_frames, duration=config.duration)
 
 
@@ -190,7 +217,16 @@ def _describe(config: RunConfig, model: Any, source: Any, window: bool) -> str:
     )
 
 
-SUMMARY_STAGES = ("capture", "preprocess", "invoke", "postprocess", "total", "render", "write")
+SUMMARY_STAGES = (
+    "capture",
+    "preprocess",
+    "invoke",
+    "postprocess",
+    "track",
+    "total",
+    "render",
+    "write",
+)
 
 
 def format_stats(stats: Any) -> str:

@@ -91,6 +91,20 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Stop after S seconds.",
         ),
         click.option("--quiet", "-q", is_flag=True, help="No per-frame lines; only the summary."),
+        click.option(
+            "--serve",
+            metavar="[HOST:]PORT",
+            default=None,
+            help="Live web preview (MJPEG, FPS, latency, results) on PORT, e.g. 8080; "
+            "127.0.0.1 unless HOST is given (0.0.0.0: all interfaces, then a token is required).",
+        ),
+        click.option(
+            "--token",
+            envvar="EDGEKIT_TOKEN",
+            default=None,
+            help="Token the preview requires (env EDGEKIT_TOKEN; generated and printed in the "
+            "URL when --serve binds beyond 127.0.0.1 without one).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -115,17 +129,30 @@ def _run(task: str, **kwargs: Any) -> None:
         max_frames=kwargs["max_frames"],
         duration=kwargs["duration"],
         console=not kwargs["quiet"],
+        track=kwargs.get("track", False),
+        serve=kwargs["serve"],
+        token=kwargs["token"] if kwargs["serve"] is not None else None,
     )
     stats = run_app(config, announce=lambda line: click.echo(line, err=True))
     click.echo(format_stats(stats), err=True)
 
 
-def _command(task: str, doc: str) -> click.Command:
+_TRACK = click.option(
+    "--track",
+    is_flag=True,
+    help="Give detections stable track ids across frames (IoU + Kalman tracker); they appear "
+    "in --jsonl, the overlay and the preview.",
+)
+
+
+def _command(task: str, doc: str, extra: tuple[Any, ...] = ()) -> click.Command:
     def command(**kwargs: Any) -> None:
         _run(task, **kwargs)
 
     command.__doc__ = doc
     command.__name__ = task
+    for option in reversed(extra):
+        command = option(command)
     return click.command(
         name=task, epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]}
     )(_options(command))
@@ -140,7 +167,9 @@ detect = _command(
       edgekit detect --model ssd.tflite                      (sample photos)
       edgekit detect --model ssd.tflite --camera --score 0.5
       edgekit detect --model ssd.tflite --source clip.mp4 --save out.mp4 --jsonl out.jsonl
+      edgekit detect --model ssd.tflite --camera --track --serve 8080   (open the printed URL)
     """,
+    extra=(_TRACK,),
 )
 pose = _command(
     "pose",

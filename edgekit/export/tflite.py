@@ -1,8 +1,10 @@
 """Keras 3 model -> self-describing ``.tflite`` (float32, float16, dynamic, int8, Edge TPU).
 
-Conversion uses ``TFLiteConverter.from_keras_model`` or, when NMS is appended, a
-``keras.export.ExportArchive`` (fixed ``[1, H, W, C]`` signature) then ``from_saved_model``;
-never ``from_concrete_functions`` (with Keras 3 its int8 models fail at run time because the
+Conversion goes through a ``keras.export.ExportArchive`` with a fixed ``[1, H, W, C]``
+signature (optionally with NMS appended), then ``TFLiteConverter.from_saved_model``: with a
+fixed batch the converter folds the shape arithmetic Keras emits for ``Reshape`` (``from_keras_model``
+leaves SHAPE/STRIDED_SLICE/PACK ops that the Edge TPU cannot map). Never
+``from_concrete_functions`` (with Keras 3 its int8 models fail at run time because the
 weights stay variables). Full-integer formats are calibrated on real photos
 (:mod:`edgekit.export.representative`). The result is validated against its row of the format
 table, gets the model's spec and labels embedded, and is written atomically.
@@ -131,10 +133,13 @@ def convert(
     with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp, quiet:
         if config.nms:
             serve, out_spec = nms_serving_fn(model, spec, config.nms_config)
-            _saved_model_with(model, serve, spec, tmp)
-            converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         else:
-            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+
+            def serve(images):  # a fixed [1, H, W, C] signature: no dynamic-batch SHAPE ops
+                return model(images, training=False)
+
+        _saved_model_with(model, serve, spec, tmp)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         opts = ExportOptions(
             io_dtype=config.io_dtype, has_float_tail=config.nms, quantize_outputs=not config.nms
         )

@@ -4,7 +4,7 @@ Every helper takes ``km``: the Keras *module* to build with, ``keras`` (Keras 3,
 ``tf_keras`` (for TFMOT pruning/QAT copies, which need tf-keras layers). Only layers that exist
 with the same meaning in both are used: Conv2D, DepthwiseConv2D, BatchNormalization, ReLU,
 Add, Multiply, Rescaling, GlobalAveragePooling2D, Dropout, Dense, Reshape, Concatenate,
-Resizing (nearest), Activation. Activations are limited to what quantizes to int8 and maps onto the
+UpSampling2D (tf-keras), Activation. Activations are limited to what quantizes to int8 and maps onto the
 Edge TPU (ReLU, ReLU6, logistic, softmax), plus hard-swish/hard-sigmoid for the MobileNetV3
 variants that are not marked Edge-TPU-ready.
 """
@@ -14,17 +14,15 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+import keras
+
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
 
 
 def keras_module(km: ModuleType | None = None) -> ModuleType:
     """The Keras module to build with: ``km`` or, by default, Keras 3."""
-    if km is not None:
-        return km
-    import keras
-
-    return keras
+    return keras if km is None else km
 
 
 def is_keras3(km: ModuleType) -> bool:
@@ -144,13 +142,29 @@ def head_conv(
 
 
 def upsample2x(x: Any, *, name: str, km: ModuleType) -> Any:
-    """Nearest-neighbour 2x upsampling as one RESIZE_NEAREST_NEIGHBOR op.
+    """Nearest-neighbour 2x upsampling that converts to one RESIZE_NEAREST_NEIGHBOR op.
 
-    (Keras 3's ``UpSampling2D(interpolation="nearest")`` lowers to EXPAND_DIMS/TILE/RESHAPE,
-    which the Edge TPU does not map; ``Resizing`` lowers to the resize op.)
+    Keras 3's ``UpSampling2D(interpolation="nearest")`` lowers to EXPAND_DIMS/TILE/RESHAPE (no
+    TILE on the Edge TPU), and its ``Resizing`` layer makes the layers after it run in training
+    mode when a model is called without ``training=`` (batch-norm on batch statistics). Keras 3
+    gets the small ``Upsample2x`` layer; tf-keras' ``UpSampling2D`` already uses the resize op.
     """
-    h, w = int(x.shape[1]), int(x.shape[2])
-    return km.layers.Resizing(2 * h, 2 * w, interpolation="nearest", name=name)(x)
+    if not is_keras3(km):
+        return km.layers.UpSampling2D(2, interpolation="nearest", name=name)(x)
+    return Upsample2x(name=name)(x)
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class Upsample2x(keras.layers.Layer):
+    """``[B, H, W, C] -> [B, 2H, 2W, C]``, nearest neighbour (RESIZE_NEAREST_NEIGHBOR)."""
+
+    def call(self, x: Any) -> Any:
+        h, w = int(x.shape[1]), int(x.shape[2])
+        return keras.ops.image.resize(x, (2 * h, 2 * w), interpolation="nearest")
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
 
 
 def argmax(x: Any, axis: int) -> Any:
@@ -159,8 +173,6 @@ def argmax(x: Any, axis: int) -> Any:
     Keras 3's ``ops.argmax`` on TensorFlow adds a -0.0 fix-up with ``BitwiseAnd``, which TFLite
     only runs through Flex; with the TensorFlow backend this calls ``tf.argmax`` directly.
     """
-    import keras
-
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 

@@ -161,3 +161,24 @@ def test_reset_and_validation():
     for bad in ({"iou_threshold": 0.0}, {"min_hits": 0}, {"max_age": -1}):
         with pytest.raises(ValueError):
             TrackerConfig(**bad)
+
+
+def test_buffer_keeps_small_fast_objects_plain_iou_loses_them():
+    # A 0.04-wide box moving 0.03 per frame: consecutive boxes have IoU 0.14 < 0.3.
+    frames = [[(0, Detection(box_at(0.1 + 0.03 * k, 0.5, 0.04), 0, 0.9))] for k in range(20)]
+    buffered = run_tracker(Tracker(TrackerConfig(buffer=0.5)), frames)[0]
+    assert set(buffered[2:]) == {1}
+    plain = run_tracker(Tracker(TrackerConfig(buffer=0.0)), frames)[0]
+    assert set(plain) == {None}  # a new tentative track every frame, never confirmed
+
+
+def test_side_by_side_walkers_with_dropouts_do_not_swap():
+    rng = np.random.default_rng(1)
+    frames = []
+    for k in range(60):
+        x = 0.1 + 0.012 * k
+        frame = [(0, det(x, 0.5)), (1, det(x + 0.15, 0.5))]  # gap of half a box width
+        frame = [item for item in frame if rng.random() > 0.25]
+        frames.append(frame)
+    ids = run_tracker(Tracker(), frames)
+    assert id_switches(ids) == 0 and ids[0][-1] != ids[1][-1]

@@ -150,9 +150,8 @@ def test_letterbox_and_normalization_follow_the_model_spec(tmp_path):
     ("scale", "suffix", "out_hw"), [(1, ".png", (96, 128)), (4, ".jpg", (60, 80))]
 )
 def test_random_augmentation_keeps_pixels_and_boxes_aligned(tmp_path, scale, suffix, out_hw):
-    data = _synthetic(
-        tmp_path, n=4, scale=scale, suffix=suffix
-    )  # 800x400 JPEG: decoded at 1/4..1/8
+    # scale 4: an 800x400 JPEG, decoded at 1/4 or 1/8 scale for the small output
+    data = _synthetic(tmp_path, n=4, scale=scale, suffix=suffix)
     oh, ow = out_hw
     for mosaic in (0.0, 1.0):
         aug = AugmentConfig(
@@ -160,9 +159,9 @@ def test_random_augmentation_keeps_pixels_and_boxes_aligned(tmp_path, scale, suf
         )
         cfg = PipelineConfig(batch_size=8, augment=aug, repeat=True, seed=3, max_boxes=8)
         images, t = _one(
-            make_pipeline(data, input_size=(96, 128), resize_mode="letterbox", config=cfg)
+            make_pipeline(data, input_size=out_hw, resize_mode="letterbox", config=cfg)
         )
-        assert images.shape == (8, 96, 128, 3)
+        assert images.shape == (8, oh, ow, 3)
         checked = 0
         for i in range(8):
             for k in range(int(t["num_boxes"][i])):

@@ -17,6 +17,24 @@ from edgekit.errors import UsageError  # noqa: E402
 from edgekit.zoo.registry import create_model, get_entry, list_models  # noqa: E402
 
 SMALL = 64
+# Keras layers whose TFLite ops quantize to int8 and map onto the Edge TPU (BatchNorm and
+# Dropout fold away at export); the decode tails (after the heads) run on CPU by design.
+EDGETPU_LAYERS = {
+    "InputLayer",
+    "Conv2D",
+    "DepthwiseConv2D",
+    "BatchNormalization",
+    "ReLU",
+    "Add",
+    "Concatenate",
+    "Reshape",
+    "GlobalAveragePooling2D",
+    "Dropout",
+    "Dense",
+    "Softmax",
+    "Upsample2x",
+}
+CPU_TAILS = {"YoloDecode", "MoveNetDecode"}
 DECODERS = {"ssd_postprocess", "ssd_raw", "yolo", "yolo_nms", "movenet", "posenet", "classify"}
 NAMES = [e.name for e in list_models()]
 
@@ -60,6 +78,20 @@ def test_builds_small_and_outputs_documented_shapes(name):
     x = np.random.default_rng(0).uniform(-1, 1, (1, SMALL, SMALL, 3)).astype("float32")
     outputs = model(x, training=False)
     outputs = [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+    default = model(x)  # no training= given: must be inference mode too (no batch statistics)
+    default = [np.asarray(o) for o in (default if isinstance(default, (list, tuple)) else [default])]
+    for a, b in zip(outputs, default):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    relu_caps = {float(layer.max_value) for layer in model.layers if type(layer).__name__ == "ReLU" and layer.max_value}
+    if entry.edgetpu_ready:
+        body = kinds - CPU_TAILS
+        acts = {layer.activation.__name__ for layer in model.layers if type(layer).__name__ == "Activation"}
+        assert body - {"Activation"} <= EDGETPU_LAYERS, body - EDGETPU_LAYERS
+        assert acts <= {"sigmoid"}
+        assert relu_caps <= {6.0}
+    else:
+        assert "Multiply" in kinds  # squeeze-excite / hard-swish: why it is not Edge-TPU-ready
     assert all(np.isfinite(o).all() for o in outputs)
     spec = entry.spec(model, labels=[f"c{i}" for i in range(3)] if entry.task != "pose" else ())
     assert spec.input_size == (SMALL, SMALL)
