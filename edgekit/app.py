@@ -8,6 +8,7 @@ models or cameras. No TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,10 @@ def run_app(
             host, port = parse_bind(config.serve)
             preview = PreviewSink(host, port, token=config.token)
             opened.append(preview)
+        if os.environ.get("NOTIFY_SOCKET"):  # under systemd (Type=notify): READY + watchdog
+            from edgekit.deploy.sdnotify import WatchdogSink
+
+            opened.append(WatchdogSink())
     except BaseException:
         for sink in opened:
             _close_quietly(sink)

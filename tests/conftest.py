@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from shared_data import ROOT, SHARED_DATA, shared_path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("EDGEKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def shared_path(*parts: str) -> Path:
-    """Path under ../shared/data; skips the calling test when it does not exist."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared data not available: {path}")
-    return path
+__all__ = ["ROOT", "SHARED_DATA", "shared_path"]
 
 
 @pytest.fixture

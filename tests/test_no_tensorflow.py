@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import SHARED_DATA
+from shared_data import SHARED_DATA
 
 BLOCKED = ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -103,6 +104,10 @@ def run_mode(
         "invoke_p50_ms": round(invoke.p50, 2),
         "invoke_bound_fps": round(bound, 2),
         "ratio": round(stats.fps / bound, 3),
+        "invoke_mean_ms": round(invoke.mean, 2),
+        "step_mean_ms": round(stats.stages["step"].mean, 2),
+        # how close the loop gets to the step alone (1 / mean step): the loop's own overhead
+        "step_ratio": round(stats.fps * stats.stages["step"].mean / 1e3, 3),
         "stages_p50_ms": {k: round(v.p50, 2) for k, v in sorted(stats.stages.items())},
     }
     with open(out_dir / f"{stem}.jsonl", encoding="utf-8") as fh:
@@ -145,7 +150,8 @@ def bench(
     import cv2
 
     return {
-        "machine": f"{cpu_name()}, {platform.machine()}",
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.machine()}",
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "python": platform.python_version(),
         "opencv": cv2.__version__,
         "video": str(video),
@@ -157,14 +163,17 @@ def bench(
 
 def table(result: dict[str, Any]) -> str:
     lines = [
-        f"machine: {result['machine']}; step: {result['step']}; sinks: {result['sinks']}",
-        "| loop | frames | fps | median invoke (ms) | 1/median invoke (fps) | ratio |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"machine: {result['machine']}; step: {result['step']}; sinks: {result['sinks']}; "
+        f"load average after: {result['load_average_after']}",
+        "| loop | frames | fps | median invoke (ms) | 1/median invoke (fps) | ratio "
+        "| mean invoke (ms) | mean step (ms) | fps × mean step |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["runs"]:
         lines.append(
             f"| {r['mode']} | {r['frames']} | {r['fps']:.1f} | {r['invoke_p50_ms']:.2f} "
-            f"| {r['invoke_bound_fps']:.1f} | {r['ratio']:.3f} |"
+            f"| {r['invoke_bound_fps']:.1f} | **{r['ratio']:.3f}** | {r['invoke_mean_ms']:.2f} "
+            f"| {r['step_mean_ms']:.2f} | {r['step_ratio']:.3f} |"
         )
     return "\n".join(lines)
 

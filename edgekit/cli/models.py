@@ -31,14 +31,18 @@ def _millions(value: int | None) -> str:
 
 
 @models.command("list")
-@click.option("--task", type=click.Choice(["classify", "detect", "pose"]), help="Only models of this task.")
+@click.option(
+    "--task", type=click.Choice(["classify", "detect", "pose"]), help="Only models of this task."
+)
 @click.option(
     "--stats/--no-stats",
     default=True,
     show_default=True,
     help="Build each model at its default size to count parameters and MACs (seconds each).",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per model instead of a table.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per model instead of a table."
+)
 def list_(task: str | None, stats: bool, as_json: bool) -> None:
     """List the zoo's models: name, task, default input size, parameters, MACs (multiply-adds
     of the Conv2D/Depthwise/Dense layers for one image) and whether it is Edge-TPU-ready."""
@@ -62,9 +66,9 @@ def list_(task: str | None, stats: bool, as_json: bool) -> None:
         )
         for r in rows
     ]
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *table)]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *table, strict=True)]
     for line in (header, *table):
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     not_ready = [r for r in rows if not r.edgetpu_ready]
     if not_ready:
         click.echo("")

@@ -34,6 +34,7 @@ __all__ = [
     "load_classify_data",
     "logits_model",
     "teacher_targets",
+    "accuracy",
     "train_classifier",
 ]
 
@@ -223,12 +224,20 @@ def train_classifier(
     learning_rate: float = 1e-3,
     seed: int = 0,
     callbacks: Sequence[Any] = (),
+    bn_momentum: float | None = 0.9,
     verbose: int = 0,
 ) -> dict[str, list[float]]:
     """Train ``student`` in place: hard targets only when no teacher is given (``alpha`` is then
     0), otherwise distillation from ``teacher_logits`` (cached) or a Keras ``teacher``.
-    Returns the Keras history."""
+
+    ``bn_momentum`` (default 0.9) replaces the BatchNorm momentum: with the zoo's 0.99 a run
+    of a few hundred steps leaves the moving statistics far from the trained weights' and the
+    model collapses at inference. Returns the Keras history."""
     keras.utils.set_random_seed(seed)
+    if bn_momentum is not None:
+        for layer in student.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)
     distill = teacher_logits is not None or teacher is not None
     model = Distiller(student, teacher, alpha=alpha if distill else 0.0, temperature=temperature)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))

@@ -126,7 +126,7 @@ def ssd_anchors(
     )
     base_h, base_w = (float(v) for v in base_anchor_size)
     out = []
-    for (gh, gw), layer_specs in zip(grids, specs):
+    for (gh, gw), layer_specs in zip(grids, specs, strict=True):
         scales = np.array([s for s, _ in layer_specs], dtype=np.float64)
         ratio_sqrt = np.sqrt(np.array([r for _, r in layer_specs], dtype=np.float64))
         heights = scales / ratio_sqrt * base_h

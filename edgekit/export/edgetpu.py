@@ -267,6 +267,15 @@ def _dataflow(g: SubgraphInfo) -> tuple[list[list[int]], list[bool]]:
     return parents, feeds_compute
 
 
+def post_processing_ops(g: SubgraphInfo) -> frozenset[int]:
+    """Indices of the post-processing tail: NMS / detection post-processing ops and every op
+    no convolution or fully-connected layer depends on (decode arithmetic, argmax, ...)."""
+    _, feeds_compute = _dataflow(g)
+    return frozenset(
+        op.index for op in g.operators if not feeds_compute[op.index] or op.op in TAIL_START_OPS
+    )
+
+
 def check_edgetpu(model: TFLiteGraph | bytes | str | os.PathLike[str]) -> dict[str, Any]:
     """Op-compatibility report of a model for the Edge TPU (see module docstring).
 

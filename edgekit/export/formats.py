@@ -28,9 +28,6 @@ FLOAT_TAIL_OPS = frozenset(
         "CAST",
     }
 )
-TAIL_START_OPS = frozenset(
-    {"TFLite_Detection_PostProcess", "NON_MAX_SUPPRESSION_V4", "NON_MAX_SUPPRESSION_V5"}
-)
 
 
 @dataclass(frozen=True)
@@ -116,15 +113,16 @@ def unquantized_ops(graph: TFLiteGraph) -> list[tuple[int, str, str]]:
     """Ops of the main graph computing on float tensors, outside the post-processing tail.
 
     Returns ``(index, op, reason)``. ``QUANTIZE``/``DEQUANTIZE``/``CAST`` are the integer
-    model's boundary ops; everything from the first NMS / detection post-processing op on is
-    exempt (it has float kernels only and runs on float by design).
+    model's boundary ops; the post-processing tail (NMS, detection post-processing, decode
+    ops no convolution depends on: ``edgetpu.post_processing_ops``) may stay float.
     """
+    from edgekit.export.edgetpu import post_processing_ops
+
     g = graph.main
+    tail = post_processing_ops(g)
     out = []
     for op in g.operators:
-        if op.op in TAIL_START_OPS:
-            break
-        if op.op in FLOAT_TAIL_OPS:
+        if op.index in tail or op.op in FLOAT_TAIL_OPS:
             continue
         tensors = [g.tensors[i] for i in (*op.inputs, *op.outputs) if i >= 0]
         floats = [t for t in tensors if t.dtype in ("float32", "float16", "float64")]

@@ -37,6 +37,9 @@ from edgekit.runtime.flatbuffer import read_tflite
 
 Progress = Callable[[int, int], None]  # (samples done, total)
 
+# Decoders whose in-graph decode tail is kept float in full-integer exports (besides any NMS).
+FLOAT_TAIL_DECODERS = frozenset({"movenet"})
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -139,26 +142,78 @@ def convert(
                 return model(images, training=False)
 
         _saved_model_with(model, serve, spec, tmp)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        float_tail = fmt.quantized and (config.nms or spec.decoder in FLOAT_TAIL_DECODERS)
         opts = ExportOptions(
-            io_dtype=config.io_dtype, has_float_tail=config.nms, quantize_outputs=not config.nms
+            io_dtype=config.io_dtype, has_float_tail=float_tail, quantize_outputs=not float_tail
         )
-        fmt.configure(converter, opts)
-        if fmt.needs_calibration:
-            converter.representative_dataset = _representative(spec, config, progress)
-        try:
-            flatbuffer = converter.convert()
-        except Exception as exc:  # the converter raises many unrelated types
-            raise ExportError(
-                f"TFLite conversion to {fmt.name} failed: {str(exc).strip().splitlines()[-1][:500]}"
-            ) from exc
+        rep = _representative(spec, config, progress) if fmt.needs_calibration else None
+        if float_tail:
+            flatbuffer = _quantize_keeping_tail_float(tmp, fmt, opts, rep)
+        else:
+            converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+            fmt.configure(converter, opts)
+            if rep is not None:
+                converter.representative_dataset = rep
+            flatbuffer = _run(converter, fmt.name)
     # The converter may list outputs in any order; restore the Keras / serving-function order.
     flatbuffer = order_outputs_by_signature(flatbuffer)
     if out_spec.decoder == "ssd_raw":
         boxes, scores = ssd_output_positions(model, spec)
-        params = {**out_spec.decoder_params, "outputs": {"box_encodings": boxes, "class_scores": scores}}
+        params = {
+            **out_spec.decoder_params,
+            "outputs": {"box_encodings": boxes, "class_scores": scores},
+        }
         out_spec = dataclasses.replace(out_spec, decoder_params=params)
     return flatbuffer, out_spec
+
+
+def _run(converter: Any, what: str) -> bytes:
+    try:
+        return converter.convert()
+    except Exception as exc:  # the converter raises many unrelated types
+        last = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+        raise ExportError(f"TFLite conversion to {what} failed: {last[0][:500]}") from exc
+
+
+def _quantize_keeping_tail_float(
+    saved_model: str, fmt: ExportFormat, opts: ExportOptions, rep: Any
+) -> bytes:
+    """Full-integer model whose post-processing tail (decode arithmetic, NMS) stays float.
+
+    The converter quantizes every op that has an integer kernel, including a decode tail of
+    argmax / one-hot / sums / divisions whose int8 rounding wrecks keypoint coordinates and
+    box offsets. The tail runs on the CPU anyway (never on the Edge TPU), so: convert to float
+    once to find the tail (``edgetpu.post_processing_ops``), calibrate, then quantize with the
+    tail's ops on the deny list (what ``tf.lite.experimental.QuantizationDebugger`` does).
+    Integer input, float outputs.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tfl_convert
+    from tensorflow.lite.python.util import modify_model_io_type
+
+    from edgekit.export.edgetpu import post_processing_ops
+
+    float_converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    float_converter.allow_custom_ops = True
+    g = read_tflite(_run(float_converter, "float32 (to find the post-processing tail)")).main
+    tail = post_processing_ops(g)
+    names = sorted({g.tensors[t].name for i in tail for t in g.operators[i].outputs if t >= 0})
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    fmt.configure(converter, opts)
+    converter.representative_dataset = rep
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True
+    calibrated = _run(converter, f"{fmt.name} (calibration)")
+    try:
+        quantized = tfl_convert.mlir_quantize(calibrated, denylisted_nodes=names)
+        # as the converter does for integer I/O: drop the input QUANTIZE, keep float outputs
+        return modify_model_io_type(
+            quantized, {"uint8": tf.uint8, "int8": tf.int8}[opts.io_dtype], tf.float32
+        )
+    except Exception as exc:
+        raise ExportError(
+            f"quantizing {fmt.name} with a float post-processing tail failed: {exc}"
+        ) from exc
 
 
 def default_output(name: str, fmt: ExportFormat, nms: bool = False) -> Path:

@@ -38,6 +38,11 @@ class TrainConfig:
     - ``strategy``: auto (mirrored with >1 GPU, else default), mirrored, multiworker (TF_CONFIG),
       one; ``mixed_precision``: float16 compute on GPU (ignored with a warning on CPU).
     - ``steps_per_epoch``: cap the batches per epoch (None = the whole training split).
+    - ``bn_momentum``: BatchNorm moving-average momentum; None = auto: the zoo's 0.99, lowered
+      for short runs to ``1 - 20 / total_steps`` (at least 0.5) so the moving statistics that
+      validation and export use catch up with the weights within the run.
+    - ``eager``: run eagerly (no graph tracing): slower per step, but no 20-60 s trace up front;
+      for tiny debugging runs and tests.
     """
 
     model: str
@@ -67,6 +72,8 @@ class TrainConfig:
     tensorboard: bool = True
     progress: str = "auto"
     metric_max_images: int = 200
+    bn_momentum: float | None = None
+    eager: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))

@@ -118,6 +118,20 @@ def freeze_layers(model: Any, blocks: dict[str, int], freeze: str) -> int:
     return n
 
 
+def set_bn_momentum(model: Any, momentum: float | None, total_steps: int) -> float:
+    """Set every BatchNormalization's momentum (None = auto, see ``TrainConfig.bn_momentum``);
+    returns the value used."""
+    import keras
+
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if momentum is None:
+        zoo = max((float(b.momentum) for b in bns), default=0.99)
+        momentum = min(zoo, max(0.5, 1.0 - 20.0 / max(total_steps, 1)))
+    for b in bns:
+        b.momentum = float(momentum)
+    return float(momentum)
+
+
 def init_from(model: Any, path: Path) -> tuple[int, int]:
     """Copy weights from a checkpoint into ``model`` layer by layer (same name and shapes);
     returns (layers copied, layers with weights)."""
@@ -348,6 +362,7 @@ def train(
         if config.freeze:
             n = freeze_layers(model, backbone_layer_blocks(entry, size), config.freeze)
             echo(f"edgekit train: froze {n} layers ({config.freeze})")
+        set_bn_momentum(model, config.bn_momentum, total_steps)
         metrics = ["accuracy"] if kind == "classify" else None
         model.compile(
             optimizer=optimizer,
@@ -355,6 +370,7 @@ def train(
             loss_weights=weights if len(weights) > 1 else None,
             metrics=metrics,
             jit_compile=False,
+            run_eagerly=config.eager,
         )
     initial_epoch = 0
     rows: list[dict[str, float]] = []

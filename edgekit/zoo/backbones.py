@@ -108,4 +108,6 @@ def backbone_features(
 ) -> Features:
     """Build backbone ``name`` on ``inputs`` (width = alpha / width coefficient) -> ``Features``."""
     bb = get_backbone(name)
-    return bb.features(inputs, bb.default_width if width is None else float(width), keras_module(km))
+    return bb.features(
+        inputs, bb.default_width if width is None else float(width), keras_module(km)
+    )

@@ -25,6 +25,7 @@ def build_classifier(
     width: float | None = None,
     dropout: float | None = None,
     km: ModuleType | None = None,
+    batch_size: int | None = None,
 ) -> Any:
     """Backbone ``backbone`` + classifier head -> ``keras.Model`` named after the backbone."""
     km = keras_module(km)
@@ -32,7 +33,7 @@ def build_classifier(
         raise UsageError(f"num_classes must be >= 1, got {num_classes}")
     bb = get_backbone(backbone)
     w = bb.default_width if width is None else float(width)
-    inputs = _input(input_size or bb.default_input_size, km)
+    inputs = _input(input_size or bb.default_input_size, km, batch_size)
     f = bb.features(inputs, w, km)
     out = classifier_head(
         f["stride32"],

@@ -22,7 +22,12 @@ from typing import Any
 from edgekit.zoo.layers import classifier_head, conv_bn, dw_bn, keras_module, make_divisible
 from edgekit.zoo.mobilenet import Features, _input, _StrideTracker
 
-__all__ = ["LITE_PARAMS", "build_efficientnet_lite", "efficientnet_lite_backbone", "lite_coefficients"]
+__all__ = [
+    "LITE_PARAMS",
+    "build_efficientnet_lite",
+    "efficientnet_lite_backbone",
+    "lite_coefficients",
+]
 
 # name -> (width coefficient, depth coefficient, default resolution, dropout)
 LITE_PARAMS: dict[str, tuple[float, float, int, float]] = {
@@ -52,7 +57,7 @@ def _round_filters(filters: int, width: float) -> int:
 
 
 def _round_repeats(repeats: int, depth: float) -> int:
-    return int(math.ceil(depth * repeats))
+    return math.ceil(depth * repeats)
 
 
 def _mbconv(
@@ -104,7 +109,9 @@ def efficientnet_lite_backbone(
         n = repeats if fixed else _round_repeats(repeats, depth)
         fin, fout = _round_filters(fin, width), _round_filters(fout, width)
         for r in range(n):
-            plan.append((g, r, kernel, stride if r == 0 else 1, expansion, fin if r == 0 else fout, fout))
+            plan.append(
+                (g, r, kernel, stride if r == 0 else 1, expansion, fin if r == 0 else fout, fout)
+            )
     total = len(plan)
     for b, (g, r, kernel, stride, expansion, fin, fout) in enumerate(plan):
         x = _mbconv(
@@ -127,7 +134,9 @@ def efficientnet_lite_backbone(
 def lite_coefficients(name: str) -> tuple[float, float, int, float]:
     """(width, depth, resolution, dropout) of ``efficientnet_lite0`` .. ``efficientnet_lite4``."""
     if name not in LITE_PARAMS:
-        raise ValueError(f"unknown EfficientNet-Lite variant {name!r}; known: {sorted(LITE_PARAMS)}")
+        raise ValueError(
+            f"unknown EfficientNet-Lite variant {name!r}; known: {sorted(LITE_PARAMS)}"
+        )
     return LITE_PARAMS[name]
 
 
@@ -139,6 +148,7 @@ def build_efficientnet_lite(
     width: float | None = None,
     dropout: float | None = None,
     km: ModuleType | None = None,
+    batch_size: int | None = None,
 ) -> Any:
     """EfficientNet-Lite classifier: ``[1, H, W, 3]`` ((pixel - 127) / 128) -> softmax ``[1, N]``.
 
@@ -146,8 +156,9 @@ def build_efficientnet_lite(
     """
     km = keras_module(km)
     w, d, res, drop = lite_coefficients(variant)
-    inputs = _input(input_size or res, km)
+    inputs = _input(input_size or res, km, batch_size)
     f = efficientnet_lite_backbone(inputs, width=width or w, depth=d, km=km)
-    out = classifier_head(f["stride32"], num_classes, dropout=drop if dropout is None else dropout, km=km)
+    out = classifier_head(
+        f["stride32"], num_classes, dropout=drop if dropout is None else dropout, km=km
+    )
     return km.Model(inputs, out, name=variant)
-

@@ -81,9 +81,7 @@ def conv_bn(
 ) -> Any:
     """Conv2D (no bias, "same") -> BatchNorm -> activation; layers ``{name}``, ``_bn``, ``_act``."""
     L = km.layers
-    x = L.Conv2D(
-        filters, kernel, strides=stride, padding="same", use_bias=False, name=name
-    )(x)
+    x = L.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
     x = L.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return activation(x, act, f"{name}_{act}", km) if act else x
 
@@ -99,9 +97,7 @@ def dw_bn(
 ) -> Any:
     """DepthwiseConv2D (no bias, "same") -> BatchNorm -> activation."""
     L = km.layers
-    x = L.DepthwiseConv2D(
-        kernel, strides=stride, padding="same", use_bias=False, name=name
-    )(x)
+    x = L.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
     x = L.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return activation(x, act, f"{name}_{act}", km) if act else x
 

@@ -78,7 +78,9 @@ _V1_BLOCKS = (  # (pointwise filters, depthwise stride)
 )
 
 
-def mobilenet_v1_backbone(inputs: Any, *, alpha: float = 1.0, km: ModuleType | None = None) -> Features:
+def mobilenet_v1_backbone(
+    inputs: Any, *, alpha: float = 1.0, km: ModuleType | None = None
+) -> Features:
     """MobileNetV1 (Howard et al. 2017). Layers ``conv1``, ``conv_dw_{i}``, ``conv_pw_{i}`` (i=1..13)."""
     km = keras_module(km)
     t = _StrideTracker()
@@ -101,10 +103,11 @@ def build_mobilenet_v1(
     alpha: float = 1.0,
     dropout: float = 1e-3,
     km: ModuleType | None = None,
+    batch_size: int | None = None,
 ) -> Any:
     """MobileNetV1 classifier: ``[1, H, W, 3]`` (pixels in [-1, 1]) -> softmax ``[1, num_classes]``."""
     km = keras_module(km)
-    inputs = _input(input_size, km)
+    inputs = _input(input_size, km, batch_size)
     f = mobilenet_v1_backbone(inputs, alpha=alpha, km=km)
     out = classifier_head(f["stride32"], num_classes, dropout=dropout, km=km)
     return km.Model(inputs, out, name=f"mobilenet_v1_{alpha:g}")
@@ -125,7 +128,13 @@ _V2_BLOCKS = (  # (expansion, filters, repeats, first stride)
 
 
 def _v2_block(
-    x: Any, t: _StrideTracker, expansion: int, filters: int, stride: int, block_id: int, km: ModuleType
+    x: Any,
+    t: _StrideTracker,
+    expansion: int,
+    filters: int,
+    stride: int,
+    block_id: int,
+    km: ModuleType,
 ) -> Any:
     L = km.layers
     in_ch = int(x.shape[-1])
@@ -144,7 +153,9 @@ def _v2_block(
     return t.mark(h)
 
 
-def mobilenet_v2_backbone(inputs: Any, *, alpha: float = 1.0, km: ModuleType | None = None) -> Features:
+def mobilenet_v2_backbone(
+    inputs: Any, *, alpha: float = 1.0, km: ModuleType | None = None
+) -> Features:
     """MobileNetV2 (Sandler et al. 2018): layers ``Conv1``, ``block_{i}_{expand,depthwise,project,add}``,
     ``Conv_1``/``out_relu`` (the 1280-channel stride-32 map)."""
     km = keras_module(km)
@@ -174,10 +185,11 @@ def build_mobilenet_v2(
     alpha: float = 1.0,
     dropout: float = 0.0,
     km: ModuleType | None = None,
+    batch_size: int | None = None,
 ) -> Any:
     """MobileNetV2 classifier: ``[1, H, W, 3]`` (pixels in [-1, 1]) -> softmax ``[1, num_classes]``."""
     km = keras_module(km)
-    inputs = _input(input_size, km)
+    inputs = _input(input_size, km, batch_size)
     f = mobilenet_v2_backbone(inputs, alpha=alpha, km=km)
     out = classifier_head(f["stride32"], num_classes, dropout=dropout, km=km)
     return km.Model(inputs, out, name=f"mobilenet_v2_{alpha:g}")
@@ -223,7 +235,9 @@ _V3_LAST_POINT = {"large": 1280, "small": 1024}
 def _se_block(x: Any, filters: int, prefix: str, km: ModuleType) -> Any:
     L = km.layers
     s = L.GlobalAveragePooling2D(keepdims=True, name=f"{prefix}squeeze_excite_avg_pool")(x)
-    s = L.Conv2D(make_divisible(filters * 0.25), 1, padding="same", name=f"{prefix}squeeze_excite_conv")(s)
+    s = L.Conv2D(
+        make_divisible(filters * 0.25), 1, padding="same", name=f"{prefix}squeeze_excite_conv"
+    )(s)
     s = L.ReLU(name=f"{prefix}squeeze_excite_relu")(s)
     s = L.Conv2D(filters, 1, padding="same", name=f"{prefix}squeeze_excite_conv_1")(s)
     s = hard_sigmoid(s, f"{prefix}squeeze_excite_hard_sigmoid", km)
@@ -320,18 +334,30 @@ def build_mobilenet_v3(
     minimalistic: bool = False,
     dropout: float = 0.2,
     km: ModuleType | None = None,
+    batch_size: int | None = None,
 ) -> Any:
     """MobileNetV3 classifier: ``[1, H, W, 3]`` (pixels in [-1, 1]) -> softmax ``[1, num_classes]``."""
     km = keras_module(km)
-    inputs = _input(input_size, km)
-    f = mobilenet_v3_backbone(inputs, variant=variant, alpha=alpha, minimalistic=minimalistic, km=km)
+    inputs = _input(input_size, km, batch_size)
+    f = mobilenet_v3_backbone(
+        inputs, variant=variant, alpha=alpha, minimalistic=minimalistic, km=km
+    )
     out = classifier_head(
-        f["stride32"], num_classes, dropout=dropout, km=km, **v3_head_kwargs(variant, alpha, minimalistic)
+        f["stride32"],
+        num_classes,
+        dropout=dropout,
+        km=km,
+        **v3_head_kwargs(variant, alpha, minimalistic),
     )
     suffix = "_minimalistic" if minimalistic else ""
     return km.Model(inputs, out, name=f"mobilenet_v3_{variant}{suffix}_{alpha:g}")
 
 
-def _input(input_size: int | tuple[int, int], km: ModuleType) -> Any:
+def _input(input_size: int | tuple[int, int], km: ModuleType, batch_size: int | None = None) -> Any:
+    """The ``image`` input: float pixels ``[batch_size, H, W, 3]`` (batch None = any).
+
+    A fixed ``batch_size=1`` gives static shapes throughout (no SHAPE/PACK ops around the
+    reshapes after conversion), which the Edge TPU compiler needs.
+    """
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
-    return km.Input(shape=(int(h), int(w), 3), name="image")
+    return km.Input(shape=(int(h), int(w), 3), batch_size=batch_size, name="image")

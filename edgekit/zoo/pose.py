@@ -36,7 +36,15 @@ import numpy as np
 
 from edgekit.errors import UsageError
 from edgekit.zoo.backbones import get_backbone
-from edgekit.zoo.layers import activation, argmax, conv_bn, head_conv, keras_module, separable_bn, upsample2x
+from edgekit.zoo.layers import (
+    activation,
+    argmax,
+    conv_bn,
+    head_conv,
+    keras_module,
+    separable_bn,
+    upsample2x,
+)
 from edgekit.zoo.mobilenet import _input
 
 __all__ = ["NUM_KEYPOINTS", "MoveNetDecode", "add_movenet_decode", "build_movenet"]
@@ -50,7 +58,9 @@ RAW_OUTPUTS = ("center_heatmap", "keypoint_regression", "keypoint_heatmaps", "ke
 def center_weights(grid: tuple[int, int]) -> np.ndarray:
     """``(Hg*Wg,)`` weights ``1 / (1 + distance from the grid centre)``, row-major."""
     gh, gw = grid
-    ys, xs = np.meshgrid(np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij")
+    ys, xs = np.meshgrid(
+        np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij"
+    )
     d = np.sqrt((ys - (gh - 1) / 2.0) ** 2 + (xs - (gw - 1) / 2.0) ** 2)
     return (1.0 / (1.0 + d)).ravel().astype(np.float32)
 
@@ -68,7 +78,9 @@ class MoveNetDecode(keras.layers.Layer):
         ops = keras.ops
         gh, gw = int(center.shape[1]), int(center.shape[2])
         k, hw = self.num_keypoints, gh * gw
-        ys_np, xs_np = np.meshgrid(np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij")
+        ys_np, xs_np = np.meshgrid(
+            np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij"
+        )
         ys = ops.convert_to_tensor(ys_np.reshape(1, hw, 1))
         xs = ops.convert_to_tensor(xs_np.reshape(1, hw, 1))
 
@@ -110,6 +122,7 @@ def build_movenet(
     num_keypoints: int = NUM_KEYPOINTS,
     decode: bool = True,
     km: ModuleType | None = None,
+    batch_size: int | None = None,
 ) -> Any:
     """MoveNet-style pose model. ``decode=True``: output ``keypoints`` ``[1, 1, K, 3]``;
     ``decode=False``: the four raw heads (module docstring). Input a multiple of 32.
@@ -117,13 +130,17 @@ def build_movenet(
     """
     km = keras_module(km)
     L = km.layers
-    h, w = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
+    h, w = (
+        (input_size, input_size)
+        if isinstance(input_size, int)
+        else (int(input_size[0]), int(input_size[1]))
+    )
     if h % 32 or w % 32 or min(h, w) < 32:
         raise UsageError(f"pose model input must be a multiple of 32, got {h}x{w}")
     if num_keypoints < 1:
         raise UsageError(f"num_keypoints must be >= 1, got {num_keypoints}")
     bb = get_backbone(backbone)
-    inputs = _input((h, w), km)
+    inputs = _input((h, w), km, batch_size)
     f = bb.features(inputs, bb.default_width if width is None else float(width), km)
     ch = int(fpn_channels)
     p = conv_bn(f["stride32"], ch, 1, name="fpn_lateral_s32", km=km)

@@ -80,7 +80,9 @@ class ModelEntry:
         """Build the Keras model (see ``create_model``)."""
         if self.task == "pose":
             if num_classes not in (None, 1):
-                raise UsageError(f"{self.name} is a single-person pose model; num_classes does not apply")
+                raise UsageError(
+                    f"{self.name} is a single-person pose model; num_classes does not apply"
+                )
         elif num_classes is not None and num_classes < 1:
             raise UsageError(f"num_classes must be >= 1, got {num_classes}")
         size = _size(input_size) if input_size is not None else self.default_input_size
@@ -107,7 +109,9 @@ class ModelEntry:
         if num_classes is None:
             num_classes = len(labels) if labels else self.default_num_classes
         if self.task != "pose" and labels and len(labels) != num_classes:
-            raise UsageError(f"{self.name}: {len(labels)} labels given but the model has {num_classes} classes")
+            raise UsageError(
+                f"{self.name}: {len(labels)} labels given but the model has {num_classes} classes"
+            )
         params: dict[str, Any] = {"output_names": list(self.output_names)}
         params.update(self.extra_params(size, num_classes))
         return ModelSpec(
@@ -133,7 +137,6 @@ class ModelEntry:
         if self.decoder == "yolo":
             return int(shapes[0][1]) - 4
         return None
-
 
 
 # --------------------------------------------------------------------------- builders
@@ -304,7 +307,8 @@ def create_model(
     ``num_classes`` excludes the SSD background; ``input_size`` is N or (height, width);
     ``width`` the backbone's width multiplier; ``kwargs`` go to the builder (e.g.
     ``decode=False`` for the raw YOLO/pose heads used in training, ``km=tf_keras`` for
-    classifiers/SSD/raw heads built with tf-keras, ``dropout=``).
+    classifiers/SSD/raw heads built with tf-keras, ``dropout=``, ``batch_size=1`` for a static
+    batch, which exports without dynamic-shape ops, as the Edge TPU compiler needs).
     """
     return get_entry(name).create(num_classes, input_size, width, **kwargs)
 
@@ -340,6 +344,15 @@ def describe_models(task: str | None = None, *, with_stats: bool = True) -> list
             del model
             keras.backend.clear_session()
         rows.append(
-            ModelInfo(e.name, e.task, e.default_input_size, params, macs, e.edgetpu_ready, e.edgetpu_reason, e.description)
+            ModelInfo(
+                e.name,
+                e.task,
+                e.default_input_size,
+                params,
+                macs,
+                e.edgetpu_ready,
+                e.edgetpu_reason,
+                e.description,
+            )
         )
     return rows

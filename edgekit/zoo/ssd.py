@@ -33,7 +33,7 @@ from edgekit.zoo.backbones import get_backbone
 from edgekit.zoo.layers import conv_bn, dw_bn, head_conv, keras_module
 from edgekit.zoo.mobilenet import _input
 
-__all__ = ["BOX_SCALES", "build_ssdlite", "ssd_anchor_kwargs"]
+__all__ = ["BOX_SCALES", "anchors_for", "build_ssdlite", "ssd_anchor_kwargs"]
 
 BOX_SCALES: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
 EXTRA_DEPTHS: tuple[int, ...] = (512, 256, 256, 128)
@@ -78,6 +78,7 @@ def build_ssdlite(
     max_scale: float = 0.95,
     aspect_ratios: Sequence[float] = DEFAULT_ASPECT_RATIOS,
     km: ModuleType | None = None,
+    batch_size: int | None = None,
 ) -> Any:
     """SSDLite on ``backbone`` -> ``keras.Model`` with outputs ``[box_encodings, class_logits]``.
 
@@ -93,7 +94,7 @@ def build_ssdlite(
     if min(h, w) < 32:
         raise UsageError(f"SSDLite input must be at least 32x32, got {h}x{w}")
     bb = get_backbone(backbone)
-    inputs = _input((h, w), km)
+    inputs = _input((h, w), km, batch_size)
     f = bb.features(inputs, bb.default_width if width is None else float(width), km)
     maps = [f.get("stride16_expand", f["stride16"]), f["stride32"]]
     x = maps[-1]
@@ -106,7 +107,7 @@ def build_ssdlite(
         len(maps), min_scale=min_scale, max_scale=max_scale, aspect_ratios=tuple(aspect_ratios)
     )
     boxes, classes = [], []
-    for i, (fm, n) in enumerate(zip(maps, per_loc)):
+    for i, (fm, n) in enumerate(zip(maps, per_loc, strict=True)):
         gh, gw = int(fm.shape[1]), int(fm.shape[2])
         b = dw_bn(fm, 3, name=f"box_head_{i}_dw", km=km)
         b = head_conv(b, n * 4, name=f"box_head_{i}", km=km)
@@ -122,6 +123,3 @@ def build_ssdlite(
 def anchors_for(input_size: int | tuple[int, int], **kwargs: Any) -> Any:
     """The anchors ``(A, 4)`` of an SSDLite built with ``input_size`` and the same ``kwargs``."""
     return ssd_anchors(**ssd_anchor_kwargs(input_size, **kwargs))
-
-
-__all__ += ["anchors_for"]

@@ -50,7 +50,11 @@ def layer_macs(layer: Any) -> int:
 def _layers(model: Any) -> list[Any]:
     out = []
     for layer in model.layers:
-        if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Model", "Sequential"):
+        if hasattr(layer, "layers") and type(layer).__name__ in (
+            "Functional",
+            "Model",
+            "Sequential",
+        ):
             out.extend(_layers(layer))
         else:
             out.append(layer)
@@ -68,4 +72,6 @@ def count_params(model: Any, trainable_only: bool = False) -> int:
 
 
 def model_stats(model: Any) -> ModelStats:
-    return ModelStats(count_params(model), count_params(model, trainable_only=True), count_macs(model))
+    return ModelStats(
+        count_params(model), count_params(model, trainable_only=True), count_macs(model)
+    )

@@ -52,13 +52,17 @@ _LTRB_TO_CXCYWH = np.array(
 )
 
 
-def yolo_grid(input_size: Sequence[int], strides: Sequence[int] = STRIDES) -> tuple[np.ndarray, np.ndarray]:
+def yolo_grid(
+    input_size: Sequence[int], strides: Sequence[int] = STRIDES
+) -> tuple[np.ndarray, np.ndarray]:
     """Cell centres ``(N, 2)`` as ``(x, y)`` in stride units and each cell's stride ``(N,)``."""
     h, w = (int(v) for v in input_size)
     points, cell_strides = [], []
     for s in strides:
         gh, gw = math.ceil(h / s), math.ceil(w / s)
-        ys, xs = np.meshgrid(np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij")
+        ys, xs = np.meshgrid(
+            np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij"
+        )
         points.append(np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], axis=1))
         cell_strides.append(np.full(gh * gw, float(s), dtype=np.float32))
     return np.concatenate(points), np.concatenate(cell_strides)
@@ -117,6 +121,7 @@ def build_yolo_tiny(
     neck_channels: int = 64,
     decode: bool = True,
     km: ModuleType | None = None,
+    batch_size: int | None = None,
 ) -> Any:
     """YOLO-tiny on ``backbone``. ``decode=True``: output ``predictions`` ``[1, 4 + C, N]``;
     ``decode=False``: ``[box_distances [1, N, 4], class_logits [1, N, C]]`` (see module doc).
@@ -128,11 +133,15 @@ def build_yolo_tiny(
     L = km.layers
     if num_classes < 1:
         raise UsageError(f"num_classes must be >= 1, got {num_classes}")
-    h, w = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
+    h, w = (
+        (input_size, input_size)
+        if isinstance(input_size, int)
+        else (int(input_size[0]), int(input_size[1]))
+    )
     if h % 32 or w % 32 or min(h, w) < 32:
         raise UsageError(f"YOLO-tiny input must be a multiple of 32, got {h}x{w}")
     bb = get_backbone(backbone)
-    inputs = _input((h, w), km)
+    inputs = _input((h, w), km, batch_size)
     f = bb.features(inputs, bb.default_width if width is None else float(width), km)
     ch = int(neck_channels)
 
@@ -152,7 +161,7 @@ def build_yolo_tiny(
     n5 = separable_bn(n5, ch, name="neck_bu_p5", km=km)
 
     boxes, classes = [], []
-    for level, x in zip((3, 4, 5), (p3, n4, n5)):
+    for level, x in zip((3, 4, 5), (p3, n4, n5), strict=True):
         cells = int(x.shape[1]) * int(x.shape[2])
         b = separable_bn(x, ch, name=f"head_p{level}_box_conv", km=km)
         b = head_conv(b, 4, name=f"head_p{level}_box", km=km, bias_init=1.0)
@@ -172,5 +181,7 @@ def add_yolo_decode(raw: Any, *, normalized: bool = True) -> Any:
     (output ``predictions`` ``[1, 4 + C, N]``), sharing its layers and weights."""
     h, w = (int(v) for v in raw.input_shape[1:3])
     box_distances, class_logits = raw.outputs
-    out = YoloDecode((h, w), STRIDES, normalized=normalized, name="predictions")(box_distances, class_logits)
+    out = YoloDecode((h, w), STRIDES, normalized=normalized, name="predictions")(
+        box_distances, class_logits
+    )
     return keras.Model(raw.input, out, name=raw.name.removesuffix("_raw"))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from shared_data import SHARED_DATA
 
 SSD = SHARED_DATA / "models" / "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
 

@@ -6,9 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from shared_data import shared_path
 
-from edgekit.core.anchors import anchor_box_specs, num_anchors_per_location, ssd_anchors, ssd_feature_sizes
+from edgekit.core.anchors import (
+    anchor_box_specs,
+    num_anchors_per_location,
+    ssd_anchors,
+    ssd_feature_sizes,
+)
 
 
 def test_feature_sizes_follow_same_padding():
@@ -46,7 +51,11 @@ def test_scales_are_linear_between_min_and_max():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"input_size": 0}, {"input_size": 300, "feature_sizes": [0]}, {"input_size": 300, "min_scale": 0.0}],
+    [
+        {"input_size": 0},
+        {"input_size": 300, "feature_sizes": [0]},
+        {"input_size": 300, "min_scale": 0.0},
+    ],
 )
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):

@@ -60,8 +60,10 @@ def check_agreement(task, decoder, ref, got):
     """Float vs int8 raw outputs on one photo. Tolerances: int8 activations carry ~range/255
     rounding per layer, which over tens of layers leaves a few % of the output range as noise:
     - classifiers: same top-1 when the float margin is clear (> 0.05), probabilities within 0.1;
-    - detectors/pose: Pearson correlation of each raw output >= 0.95 (bbox encodings, logits,
-      YOLO predictions, keypoint scores), i.e. the int8 map is the float map plus small noise.
+    - detectors: Pearson correlation of each raw output >= 0.95 (box encodings, logits, YOLO
+      predictions), i.e. the int8 map is the float map plus small noise;
+    - pose (decode in graph, kept float): median keypoint displacement within one heatmap cell
+      (an argmax can move to a neighbouring cell), keypoint scores within 0.05.
     """
     if task == "classify":
         p, q = ref[0].ravel(), got[0].ravel()
@@ -73,7 +75,9 @@ def check_agreement(task, decoder, ref, got):
     if decoder == "movenet":
         r, g = ref[0].reshape(17, 3), got[0].reshape(17, 3)
         dist = np.hypot(r[:, 0] - g[:, 0], r[:, 1] - g[:, 1])
-        print("pose", np.round(r, 3).tolist(), np.round(g, 3).tolist())
+        cell = 4.0 / SIZE  # one heatmap cell (output stride 4): argmax may move by one cell
+        assert np.median(dist) <= cell, dist
+        assert np.abs(r[:, 2] - g[:, 2]).max() <= 0.05
         return {"median_kp_dist": float(np.median(dist)), "max_score_diff": float(np.abs(r[:, 2] - g[:, 2]).max())}
     cs = [_corr(r, g) for r, g in zip(ref, got, strict=True)]
     assert min(cs) >= 0.95, cs
@@ -96,7 +100,7 @@ def test_zoo_model_exports_to_int8_and_runs(name, tmp_path):
     if entry.task != "pose":
         assert loaded.labels == labels
     photo = read_rgb(sample_photos()[0])
-    pred = loaded.predict(photo)
+    pred = loaded.predict(photo, score_threshold=0.0)
     if entry.task == "classify":
         assert len(pred.classes) >= 1 and pred.classes[0].label.startswith("class")
     elif entry.task == "pose":

@@ -7,13 +7,15 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from edgekit.zoo.pose import MoveNetDecode, add_movenet_decode, build_movenet  # noqa: E402
-from edgekit.zoo.yolo import add_yolo_decode, build_yolo_tiny  # noqa: E402
+from edgekit.zoo.pose import MoveNetDecode, add_movenet_decode, build_movenet
+from edgekit.zoo.yolo import add_yolo_decode, build_yolo_tiny
 
 SIZE = (64, 96)
 
 
-def yolo_reference(distances: np.ndarray, logits: np.ndarray, input_hw, strides=(8, 16, 32), normalized=True):
+def yolo_reference(
+    distances: np.ndarray, logits: np.ndarray, input_hw, strides=(8, 16, 32), normalized=True
+):
     """numpy: (N, 4) l,t,r,b in stride units + (N, C) logits -> (4 + C, N)."""
     h, w = input_hw
     centres, cell_strides = [], []
@@ -53,7 +55,9 @@ def movenet_reference(center, regression, heatmaps, offsets):
     """numpy MoveNet decode of one image's raw heads (H, W, ·) -> (K, 3) y, x, score."""
     gh, gw = center.shape[:2]
     k = heatmaps.shape[-1]
-    ys, xs = np.meshgrid(np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij")
+    ys, xs = np.meshgrid(
+        np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij"
+    )
     weight = 1.0 / (1.0 + np.sqrt((ys - (gh - 1) / 2) ** 2 + (xs - (gw - 1) / 2) ** 2))
     cy, cx = np.unravel_index(np.argmax(center[..., 0] * weight), (gh, gw))
     out = np.zeros((k, 3), dtype=np.float32)

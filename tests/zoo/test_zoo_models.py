@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-import keras  # noqa: E402
+import keras
 
-from edgekit.core.anchors import ssd_anchors  # noqa: E402
-from edgekit.core.types import ModelSpec  # noqa: E402
-from edgekit.errors import UsageError  # noqa: E402
-from edgekit.zoo.registry import create_model, get_entry, list_models  # noqa: E402
+from edgekit.core.anchors import ssd_anchors
+from edgekit.core.types import ModelSpec
+from edgekit.errors import UsageError
+from edgekit.zoo.registry import create_model, get_entry, list_models
 
 SMALL = 64
 # Keras layers whose TFLite ops quantize to int8 and map onto the Edge TPU (BatchNorm and
@@ -72,21 +72,35 @@ def test_registry_lists_the_documented_names():
 def test_builds_small_and_outputs_documented_shapes(name):
     entry = get_entry(name)
     num_classes = None if entry.task == "pose" else 3
-    model = create_model(name, num_classes=num_classes, input_size=SMALL, width=0.35 if "mobilenet" in name else None)
+    model = create_model(
+        name, num_classes=num_classes, input_size=SMALL, width=0.35 if "mobilenet" in name else None
+    )
     assert model.input_shape == (None, SMALL, SMALL, 3)
     assert _output_names(model) == list(entry.output_names)
     x = np.random.default_rng(0).uniform(-1, 1, (1, SMALL, SMALL, 3)).astype("float32")
     outputs = model(x, training=False)
-    outputs = [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+    outputs = [
+        np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
+    ]
     default = model(x)  # no training= given: must be inference mode too (no batch statistics)
-    default = [np.asarray(o) for o in (default if isinstance(default, (list, tuple)) else [default])]
-    for a, b in zip(outputs, default):
+    default = [
+        np.asarray(o) for o in (default if isinstance(default, (list, tuple)) else [default])
+    ]
+    for a, b in zip(outputs, default, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     kinds = {type(layer).__name__ for layer in model.layers}
-    relu_caps = {float(layer.max_value) for layer in model.layers if type(layer).__name__ == "ReLU" and layer.max_value}
+    relu_caps = {
+        float(layer.max_value)
+        for layer in model.layers
+        if type(layer).__name__ == "ReLU" and layer.max_value
+    }
     if entry.edgetpu_ready:
         body = kinds - CPU_TAILS
-        acts = {layer.activation.__name__ for layer in model.layers if type(layer).__name__ == "Activation"}
+        acts = {
+            layer.activation.__name__
+            for layer in model.layers
+            if type(layer).__name__ == "Activation"
+        }
         assert body - {"Activation"} <= EDGETPU_LAYERS, body - EDGETPU_LAYERS
         assert acts <= {"sigmoid"}
         assert relu_caps <= {6.0}
@@ -149,12 +163,23 @@ def test_bad_requests_raise_usage_errors():
 
 def test_layer_names_are_stable_feature_endpoints():
     model = create_model("ssdlite_mobilenet_v2", num_classes=2, input_size=SMALL, width=0.35)
-    for name in ("block_13_expand_relu", "out_relu", "extra_4_expand", "box_head_0", "class_head_5"):
+    for name in (
+        "block_13_expand_relu",
+        "out_relu",
+        "extra_4_expand",
+        "box_head_0",
+        "class_head_5",
+    ):
         model.get_layer(name)
     yolo = create_model("yolo_tiny", num_classes=2, input_size=SMALL, decode=False)
     assert _output_names(yolo) == ["box_distances", "class_logits"]
     pose = create_model("movenet_mobilenet_v2", input_size=SMALL, width=0.35, decode=False)
-    assert _output_names(pose) == ["center_heatmap", "keypoint_regression", "keypoint_heatmaps", "keypoint_offsets"]
+    assert _output_names(pose) == [
+        "center_heatmap",
+        "keypoint_regression",
+        "keypoint_heatmaps",
+        "keypoint_offsets",
+    ]
     assert [tuple(o.shape) for o in pose.outputs] == [
         (None, 16, 16, 1),
         (None, 16, 16, 34),

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from edgekit.zoo.classifier import build_classifier  # noqa: E402
-from edgekit.zoo.stats import count_params, model_stats  # noqa: E402
+from edgekit.zoo.classifier import build_classifier
+from edgekit.zoo.stats import count_params, model_stats
 
 # keras.applications counts (weights=None, 224x224, 1000 classes), MACs from the papers.
 CANONICAL = {
@@ -41,11 +41,17 @@ def test_minimalistic_v3_matches_keras_applications():
 
     ours = build_classifier("mobilenet_v3_small_minimalistic", 96, 10)
     ref = keras.applications.MobileNetV3Small(
-        input_shape=(96, 96, 3), weights=None, classes=10, minimalistic=True, include_preprocessing=False
+        input_shape=(96, 96, 3),
+        weights=None,
+        classes=10,
+        minimalistic=True,
+        include_preprocessing=False,
     )
     assert ours.count_params() == ref.count_params()
     # the same tensors, up to the head being Dense here and 1x1 Conv2D there
-    assert sorted(math.prod(w.shape) for w in ours.weights) == sorted(math.prod(w.shape) for w in ref.weights)
+    assert sorted(math.prod(w.shape) for w in ours.weights) == sorted(
+        math.prod(w.shape) for w in ref.weights
+    )
 
 
 def test_efficientnet_lite_scaling_keeps_stem_head_and_end_repeats_fixed():
@@ -64,7 +70,11 @@ def test_efficientnet_lite_scaling_keeps_stem_head_and_end_repeats_fixed():
         assert model.get_layer("block7a_project_conv").filters == 8 * int(320 * width / 8 + 0.5)
         kinds = {type(layer).__name__ for layer in model.layers}
         assert "Multiply" not in kinds  # no squeeze-excite
-        acts = {layer.activation.__name__ for layer in model.layers if type(layer).__name__ == "Activation"}
+        acts = {
+            layer.activation.__name__
+            for layer in model.layers
+            if type(layer).__name__ == "Activation"
+        }
         assert acts == set()  # only ReLU6 layers (and the softmax)
         relus = {float(layer.max_value) for layer in model.layers if type(layer).__name__ == "ReLU"}
         assert relus == {6.0}

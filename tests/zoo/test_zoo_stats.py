@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-import keras  # noqa: E402
+import keras
 
-from edgekit.zoo.stats import count_macs, layer_macs, model_stats  # noqa: E402
+from edgekit.zoo.stats import count_macs, layer_macs, model_stats
 
 
 def test_macs_of_each_layer_kind():

@@ -1,0 +1,421 @@
+"""One compression pipeline: stages run in order, each one exported, evaluated and measured.
+
+A recipe is a comma-separated list (or a YAML file with ``stages:`` and any
+:class:`CompressConfig` field). Stages:
+
+- ``train``: hard-label training of the student (``epochs``);
+- ``distill``: training on labels + the teacher's soft targets (``alpha``, ``temperature``);
+  a ``.tflite`` or ``.keras`` teacher, its outputs cached on disk; a teacher with other classes
+  (e.g. an ImageNet classifier) is mapped onto the student's with a linear probe fitted on the
+  training split;
+- ``prune:S``: magnitude pruning to sparsity S with fine-tuning (TFMOT, tf-keras twin);
+- ``structured:R``: remove a fraction R of the expansion channels (L1), then fine-tune;
+- ``qat``: quantization-aware fine-tuning, exported as int8;
+- ``int8`` / ``float16`` / ``dynamic``: post-training quantization through edgekit.export.
+
+After every stage the model is exported (float32 for training stages), and the artifact is
+evaluated through :func:`edgekit.eval.evaluate_model` (top-1 on the validation split that
+``edgekit eval`` uses), sized (bytes and gzip bytes), and timed with
+:func:`edgekit.bench.bench_models` (``threads`` threads). The recipe runner handles
+classification students (image-folder datasets); detection/pose distillation is available as
+library functions (:func:`edgekit.compress.teacher.pseudo_label`, :class:`Distiller` with
+``soft_loss="mse"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import ConfigError, UsageError
+
+__all__ = ["CompressConfig", "Stage", "StageResult", "load_recipe", "parse_recipe", "run_recipe"]
+
+TRAIN_STAGES = ("train", "distill", "prune", "structured")
+EXPORT_STAGES = ("int8", "float16", "dynamic", "float32")
+ALL_STAGES = (*TRAIN_STAGES, "qat", *EXPORT_STAGES)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One recipe step: ``name`` and its optional numeric argument (sparsity / ratio)."""
+
+    name: str
+    arg: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.arg is None else f"{self.name}:{self.arg:g}"
+
+
+def parse_recipe(text: str | Sequence[str]) -> tuple[Stage, ...]:
+    """``"distill,prune:0.5,qat,int8"`` (or a list of such items) -> stages, validated."""
+    items = text.split(",") if isinstance(text, str) else [str(t) for t in text]
+    stages = []
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            continue
+        name, _, arg = item.partition(":")
+        name = name.strip().lower()
+        if name == "ptq":
+            name = "int8"
+        if name not in ALL_STAGES:
+            raise UsageError(f"unknown recipe stage {item!r}; stages: {', '.join(ALL_STAGES)}")
+        value = None
+        if name in ("prune", "structured"):
+            try:
+                value = float(arg) if arg else 0.5
+            except ValueError:
+                raise UsageError(f"recipe stage {item!r}: {arg!r} is not a number") from None
+            if not 0.0 < value < 1.0:
+                raise UsageError(f"recipe stage {item!r}: the fraction must be in (0, 1)")
+        elif arg:
+            raise UsageError(f"recipe stage {name!r} takes no argument (got {item!r})")
+        stages.append(Stage(name, value))
+    if not stages:
+        raise UsageError("the recipe has no stages")
+    for i, s in enumerate(stages):
+        later = stages[i + 1 :]
+        if s.name in ("qat", *EXPORT_STAGES) and any(t.name in (*TRAIN_STAGES, "qat") for t in later):
+            raise UsageError(f"recipe: {s.label} quantizes the model, so it must come after every training stage")
+    return tuple(stages)
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Everything ``edgekit compress`` needs. ``epochs`` is per training stage; fine-tuning
+    stages (prune, structured, qat) use ``finetune_epochs`` (default: ``epochs``)."""
+
+    student: str
+    data: Path
+    stages: tuple[Stage, ...]
+    teacher: str | None = None
+    out: Path = Path("compress_out")
+    epochs: int = 10
+    finetune_epochs: int | None = None
+    input_size: int = 96
+    width: float | None = 0.35
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    finetune_learning_rate: float = 3e-4
+    alpha: float = 0.9
+    temperature: float = 4.0
+    val_fraction: float = 0.2
+    seed: int = 0
+    calib_samples: int = 64
+    bench_runs: int = 50
+    threads: int = 1
+    flip: bool = True
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", Path(self.data))
+        object.__setattr__(self, "out", Path(self.out))
+        if isinstance(self.stages, str) or (self.stages and not isinstance(self.stages[0], Stage)):
+            object.__setattr__(self, "stages", parse_recipe(self.stages))
+        if self.epochs < 1 or (self.finetune_epochs is not None and self.finetune_epochs < 1):
+            raise UsageError("epochs must be >= 1")
+        if any(s.name == "distill" for s in self.stages) and not self.teacher:
+            raise UsageError("the distill stage needs a teacher (--teacher MODEL.tflite|.keras)")
+
+
+def load_recipe(path: str | os.PathLike[str], **overrides: Any) -> CompressConfig:
+    """A YAML recipe: ``stages: [distill, "prune:0.5", qat]`` plus any CompressConfig field;
+    ``overrides`` (non-None) win."""
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read recipe ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a recipe is a mapping with 'stages:' and options")
+    known = {f.name for f in dataclasses.fields(CompressConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown recipe keys {unknown}; known: {sorted(known)}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "stages" not in data:
+        raise ConfigError(f"{p}: the recipe has no 'stages:' list")
+    for k in ("student", "data"):
+        if k not in data:
+            raise ConfigError(f"{p}: missing {k!r} (or pass --{k})")
+    try:
+        return CompressConfig(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What one stage produced and how it measured."""
+
+    stage: str
+    artifact: str
+    format: str
+    accuracy: float
+    size_bytes: int
+    gzip_bytes: int
+    params: int
+    sparsity: float
+    latency_ms: float
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- the runner ------------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    model: Any
+    spec: Any
+    labels: tuple[str, ...]
+    train: Any  # ClassifyData
+    teacher_logits: np.ndarray | None = None
+    float_artifact: Path | None = None
+
+
+def _gzip_size(path: Path) -> int:
+    return len(gzip.compress(path.read_bytes(), compresslevel=9))
+
+
+def _student(config: CompressConfig, num_classes: int) -> tuple[Any, Any, bool]:
+    """(model, spec, trained?) from a registry name or a .keras checkpoint."""
+    from edgekit.export.tflite import load_source
+    from edgekit.zoo import registry
+
+    if config.student.endswith(".keras") or Path(config.student).is_file():
+        model, spec = load_source(config.student)
+        return model, spec, True
+    entry = registry.get_entry(config.student)
+    if entry.task != "classify":
+        raise UsageError(
+            f"the recipe runner compresses classifiers; {config.student} is a {entry.task} model "
+            "(use edgekit.compress.teacher.pseudo_label + Distiller for detection/pose)"
+        )
+    model = entry.create(num_classes, config.input_size, config.width)
+    return model, entry.spec(model), False
+
+
+def _teacher(config: CompressConfig, student_spec: Any) -> Any:
+    from edgekit.compress.teacher import KerasTeacher, TFLiteTeacher
+
+    t = str(config.teacher)
+    if not Path(t).is_file():
+        raise UsageError(f"{t}: teacher model not found")
+    if t.endswith(".tflite"):
+        return TFLiteTeacher(t, threads=config.threads)
+    from edgekit.export.tflite import load_source
+
+    model, spec = load_source(t)
+    return KerasTeacher(model, spec)
+
+
+def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) -> list[StageResult]:
+    """Run every stage of ``config``; writes artifacts and report.{md,json,png} under ``out``."""
+    import keras
+
+    from edgekit.compress.distill import load_classify_data
+    from edgekit.compress.report import write_report
+    from edgekit.eval.classify import is_image_folder, read_image_folder
+
+    if not is_image_folder(config.data):
+        raise UsageError(f"{config.data}: the recipe runner needs an image-folder dataset (ROOT/<class>/<image>)")
+    names = read_image_folder(config.data).class_names
+    keras.utils.set_random_seed(config.seed)
+    model, spec, trained = _student(config, len(names))
+    first = config.stages[0].name
+    if not trained and first not in ("train", "distill"):
+        raise UsageError(f"{config.student} is untrained: start the recipe with train or distill, not {first}")
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    train = load_classify_data(
+        config.data, spec, split="train", val_fraction=config.val_fraction, seed=config.seed, flip=config.flip
+    )
+    state = _State(model, spec, tuple(names), train)
+    results: list[StageResult] = []
+    if trained:
+        results.append(_measure(config, state, Stage("input"), "float32", time.perf_counter(), {}, log))
+    qmodel = None
+    for i, stage in enumerate(config.stages):
+        t0 = time.perf_counter()
+        log(f"[{i + 1}/{len(config.stages)}] {stage.label}")
+        details: dict[str, Any] = {}
+        fmt = "float32"
+        if stage.name in ("train", "distill"):
+            details = _train_stage(config, state, stage)
+        elif stage.name == "prune":
+            details = _prune_stage(config, state, stage)
+        elif stage.name == "structured":
+            details = _structured_stage(config, state, stage)
+        elif stage.name == "qat":
+            from edgekit.compress.quantize import qat
+
+            qmodel = qat(
+                state.model, state.train.x, state.train.y,
+                epochs=config.finetune_epochs or config.epochs, batch_size=config.batch_size,
+                learning_rate=config.finetune_learning_rate, seed=config.seed,
+            )  # fmt: skip
+            fmt = "int8-qat"
+        else:
+            fmt = stage.name
+        results.append(_measure(config, state, stage, fmt, t0, details, log, qmodel=qmodel if fmt == "int8-qat" else None))
+        write_report(results, out, config)
+    return results
+
+
+def _fit_labels(state: _State) -> tuple[np.ndarray, np.ndarray]:
+    sel = state.train.y >= 0
+    return state.train.x[sel], state.train.y[sel]
+
+
+def _train_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[str, Any]:
+    from edgekit.compress.distill import teacher_targets, train_classifier
+    from edgekit.compress.teacher import LinearProbe, TeacherCache
+
+    details: dict[str, Any] = {"epochs": config.epochs}
+    logits = None
+    if stage.name == "distill":
+        teacher = _teacher(config, state.spec)
+        cache = TeacherCache(config.cache_dir or config.out / "teacher_cache")
+        raw = teacher_targets(teacher, state.train, cache)
+        n = len(state.labels)
+        if raw.shape[1] != n:
+            sel = state.train.y >= 0
+            probe = LinearProbe.fit(raw[sel], state.train.y[sel], n, l2=1e-2)
+            logits = probe(raw)
+            details["probe"] = f"linear probe {raw.shape[1]} -> {n} classes"
+            details["teacher_train_top1"] = float((logits[sel].argmax(1) == state.train.y[sel]).mean())
+        else:
+            logits = raw
+        details.update(teacher=str(config.teacher), alpha=config.alpha, temperature=config.temperature,
+                       cache_hits=cache.hits, cache_misses=cache.misses)  # fmt: skip
+        state.teacher_logits = logits
+    hist = train_classifier(
+        state.model, state.train, teacher_logits=logits, alpha=config.alpha, temperature=config.temperature,
+        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+    )  # fmt: skip
+    details["final_loss"] = hist["loss"][-1]
+    return details
+
+
+def _finetune(config: CompressConfig, state: _State, model: Any) -> None:
+    from edgekit.compress.distill import train_classifier
+
+    train_classifier(
+        model, state.train, teacher_logits=state.teacher_logits, alpha=config.alpha,
+        temperature=config.temperature, epochs=config.finetune_epochs or config.epochs,
+        batch_size=config.batch_size, learning_rate=config.finetune_learning_rate, seed=config.seed,
+    )  # fmt: skip
+
+
+def _prune_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[str, Any]:
+    from edgekit.compress.prune import prune_finetune
+
+    x, y = _fit_labels(state)
+    _, report = prune_finetune(
+        state.model, x, y, float(stage.arg), epochs=config.finetune_epochs or config.epochs,
+        batch_size=config.batch_size, learning_rate=config.finetune_learning_rate, seed=config.seed,
+    )  # fmt: skip
+    return {"target_sparsity": stage.arg, "sparsity_per_layer": report}
+
+
+def _structured_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[str, Any]:
+    from edgekit.compress.structured import param_count, prune_channels
+
+    before = param_count(state.model)
+    thin, plan = prune_channels(state.model, float(stage.arg))
+    _finetune(config, state, thin)
+    state.model = thin
+    return {
+        "ratio": stage.arg,
+        "params_before": before,
+        "params_after": param_count(thin),
+        "channels": {k: [plan.before[k], plan.after[k]] for k in plan.keep},
+    }
+
+
+def _measure(
+    config: CompressConfig,
+    state: _State,
+    stage: Stage,
+    fmt: str,
+    t0: float,
+    details: dict[str, Any],
+    log: Callable[[str], None],
+    qmodel: Any = None,
+) -> StageResult:
+    from edgekit.bench.latency import BenchConfig, bench_models
+    from edgekit.compress.prune import sparsity_report
+    from edgekit.compress.quantize import export_qat, post_training, quant_error
+    from edgekit.compress.structured import param_count
+    from edgekit.eval.predict import EvalConfig, evaluate_model
+
+    idx = len(list(config.out.glob("*.tflite")))
+    stem = f"{idx:02d}_{stage.label.replace(':', '_')}"
+    calib = dict(calib_dir=config.data, calib_samples=config.calib_samples)
+    if qmodel is not None:
+        path = export_qat(qmodel, state.spec, config.out / f"{stem}_int8.tflite", labels=state.labels, **calib)
+    else:
+        suffix = "" if fmt == "float32" else f"_{fmt}"
+        extra = calib if fmt == "int8" else {}
+        path = post_training(
+            state.model, state.spec, config.out / f"{stem}{suffix}.tflite", format=fmt, labels=state.labels, **extra
+        ).path
+    if fmt == "float32":
+        state.float_artifact = path
+    elif state.float_artifact is not None and fmt in ("int8", "int8-qat"):
+        from edgekit.compress.teacher import read_rgb
+
+        val = _val_images(config)
+        details["quant_error"] = quant_error(state.float_artifact, path, [read_rgb(p) for p in val]).to_dict()
+    ev = evaluate_model(
+        EvalConfig(model=path, data=config.data, format="folder", split="val",
+                   val_fraction=config.val_fraction, seed=config.seed, threads=config.threads)
+    )  # fmt: skip
+    bench = bench_models(
+        BenchConfig(models=(str(path),), runs=config.bench_runs, warmup=5, threads=(config.threads,))
+    )[0]
+    sp = sparsity_report(state.model)
+    result = StageResult(
+        stage=stage.label,
+        artifact=path.name,
+        format=fmt,
+        accuracy=float(ev.metrics["top1"]),
+        size_bytes=path.stat().st_size,
+        gzip_bytes=_gzip_size(path),
+        params=param_count(state.model),
+        sparsity=float(sp["total"]),
+        latency_ms=float(bench.stages["invoke"].p50_ms),
+        seconds=time.perf_counter() - t0,
+        details=details,
+    )
+    log(
+        f"  {result.artifact}: top1 {result.accuracy:.3f}, {result.size_bytes / 1e3:.0f} kB "
+        f"(gzip {result.gzip_bytes / 1e3:.0f} kB), {result.params:,} params, sparsity "
+        f"{result.sparsity:.2f}, {result.latency_ms:.2f} ms ({config.threads} thread)"
+    )
+    return result
+
+
+def _val_images(config: CompressConfig, limit: int = 32) -> list[Path]:
+    from edgekit.eval.predict import load_eval_dataset
+
+    ds = load_eval_dataset(config.data, "folder", split="val", val_fraction=config.val_fraction, seed=config.seed)
+    return [r.path for r in ds.images[:limit]]

@@ -1,0 +1,142 @@
+"""Magnitude pruning through the tf-keras twin, and structured channel pruning."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tensorflow_model_optimization")
+
+import keras  # noqa: E402
+
+from edgekit.compress.prune import (  # noqa: E402
+    copy_weights_back,
+    magnitude_prune,
+    prune_finetune,
+    sparsity_report,
+    to_tf_keras,
+    verify_twins,
+)
+from edgekit.compress.structured import (  # noqa: E402
+    expansion_layers,
+    param_count,
+    plan_channels,
+    prune_channels,
+)
+from edgekit.errors import UsageError  # noqa: E402
+from edgekit.zoo.registry import create_model, get_entry  # noqa: E402
+
+
+def _model(name="mobilenet_v2", size=32, **kw):
+    keras.utils.set_random_seed(0)
+    kw.setdefault("num_classes", 3)
+    return create_model(name, input_size=size, width=0.35, **kw)
+
+
+def _data(n=48, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (n, size, size, 3)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def test_twin_matches_zoo_tf_keras_build_and_outputs():
+    import tf_keras
+
+    model = _model()
+    twin = to_tf_keras(model)
+    assert [l.name for l in twin.layers] == [l.name for l in model.layers]
+    zoo_twin = create_model("mobilenet_v2", num_classes=3, input_size=32, width=0.35, km=tf_keras)
+    zoo_twin.set_weights(model.get_weights())
+    assert verify_twins(model, zoo_twin) == 0.0
+    assert verify_twins(model, twin) <= 1e-5
+
+
+def test_short_run_reaches_target_sparsity_and_survives_copy_back(tmp_path):
+    model = _model()
+    x, y = _data()
+    pruned, report = prune_finetune(model, x, y, 0.5, epochs=1, batch_size=16)
+    assert pruned is model
+    convs = [k for k in report if k != "total" and "depthwise" not in k]
+    assert report["total"] == pytest.approx(0.5, abs=0.03)
+    assert all(abs(report[k] - 0.5) < 0.05 for k in convs if k.endswith(("_expand", "_project")))
+    # the sparse weights export and compress: gzip smaller than a dense export
+    from edgekit.compress.quantize import post_training
+
+    spec = get_entry("mobilenet_v2").spec(model)
+    sparse = post_training(model, spec, tmp_path / "sparse.tflite", format="float32").path
+    dense = post_training(_model(), spec, tmp_path / "dense.tflite", format="float32").path
+    gz = [len(gzip.compress(p.read_bytes(), 9)) for p in (sparse, dense)]
+    assert gz[0] < 0.75 * gz[1]
+
+
+def test_magnitude_prune_returns_its_callbacks_and_sets_frequency():
+    import tensorflow_model_optimization as tfmot
+
+    setup = magnitude_prune(to_tf_keras(_model()), 0.5, end_step=20)
+    assert any(isinstance(c, tfmot.sparsity.keras.UpdatePruningStep) for c in setup.callbacks)
+    assert setup.schedule.get_config()["config"]["frequency"] == 2
+    with pytest.raises(UsageError):
+        magnitude_prune(to_tf_keras(_model()), 1.5, end_step=20)
+    with pytest.raises(UsageError):
+        magnitude_prune(to_tf_keras(_model()), 0.5, end_step=0)
+
+
+def test_copy_back_refuses_mismatched_shapes():
+    a, b = _model(), _model(num_classes=4)
+    with pytest.raises(UsageError):
+        copy_weights_back(to_tf_keras(b), a)
+
+
+def test_structured_ratio_zero_is_exact_and_half_is_thinner():
+    model = _model()
+    x, _ = _data(2)
+    same, _ = prune_channels(model, 0.0)
+    assert np.array_equal(np.asarray(model(x)), np.asarray(same(x)))
+    thin, plan = prune_channels(model, 0.5)
+    names = expansion_layers(model)
+    assert names and set(plan.keep) == set(names)
+    for name in names:
+        assert thin.get_layer(name).filters == plan.after[name] <= plan.before[name]
+        assert thin.get_layer(name.replace("_expand", "_depthwise")).kernel.shape[2] == plan.after[name]
+    assert param_count(thin) < 0.8 * param_count(model)
+    assert thin.outputs[0].shape == model.outputs[0].shape
+
+
+def test_structured_keeps_largest_l1_channels():
+    model = _model()
+    layer = model.get_layer("block_1_expand")
+    k = np.asarray(layer.kernel).copy()
+    k[..., :8] *= 100.0  # make the first 8 channels the strongest
+    layer.kernel.assign(k)
+    plan = plan_channels(model, 0.5, layers=["block_1_expand"])
+    assert set(range(8)) <= set(plan.keep["block_1_expand"].tolist())
+
+
+def test_structured_refuses_residual_coupled_channels():
+    with pytest.raises(UsageError, match="combines several tensors"):
+        prune_channels(_model(), 0.5, layers=["block_1_project"])
+    with pytest.raises(UsageError):
+        prune_channels(_model("mobilenet_v1"), 0.5)
+
+
+def test_structured_on_detector_and_pose_backbones():
+    for name, kw in (("ssdlite_mobilenet_v2", {"num_classes": 2}), ("movenet_mobilenet_v2", {})):
+        model = _model(name, size=64, **kw)
+        thin, _ = prune_channels(model, 0.5)
+        assert param_count(thin) < param_count(model)
+        x, _ = _data(1, 64)
+        outs = thin(x)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        ref = model(x)
+        ref = ref if isinstance(ref, (list, tuple)) else [ref]
+        assert [tuple(o.shape) for o in outs] == [tuple(r.shape) for r in ref]
+
+
+def test_sparsity_report_counts_zeros():
+    model = _model()
+    w = model.get_layer("block_2_expand").kernel
+    w.assign(np.zeros(w.shape, np.float32))
+    rep = sparsity_report(model)
+    assert rep["block_2_expand"] == 1.0 and 0 < rep["total"] < 1
