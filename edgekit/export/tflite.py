@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import os
 import shutil
 import tempfile
@@ -131,9 +130,7 @@ def convert(
             f"model input {tuple(model.inputs[0].shape)} does not match spec input_size {spec.input_size}"
         )
     out_spec = spec
-    # Keras prints the traced signature of the whole model while exporting: keep stdout clean.
-    quiet = contextlib.redirect_stdout(io.StringIO())
-    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp, quiet:
+    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp:
         if config.nms:
             serve, out_spec = nms_serving_fn(model, spec, config.nms_config)
         else:

@@ -4,7 +4,7 @@ Every helper takes ``km``: the Keras *module* to build with, ``keras`` (Keras 3,
 ``tf_keras`` (for TFMOT pruning/QAT copies, which need tf-keras layers). Only layers that exist
 with the same meaning in both are used: Conv2D, DepthwiseConv2D, BatchNormalization, ReLU,
 Add, Multiply, Rescaling, GlobalAveragePooling2D, Dropout, Dense, Reshape, Concatenate,
-UpSampling2D (tf-keras), Activation. Activations are limited to what quantizes to int8 and maps onto the
+UpSampling2D, Activation. Activations are limited to what quantizes to int8 and maps onto the
 Edge TPU (ReLU, ReLU6, logistic, softmax), plus hard-swish/hard-sigmoid for the MobileNetV3
 variants that are not marked Edge-TPU-ready.
 """
@@ -143,24 +143,26 @@ def upsample2x(x: Any, *, name: str, km: ModuleType) -> Any:
     Keras 3's ``UpSampling2D(interpolation="nearest")`` lowers to EXPAND_DIMS/TILE/RESHAPE (no
     TILE on the Edge TPU), and its ``Resizing`` layer makes the layers after it run in training
     mode when a model is called without ``training=`` (batch-norm on batch statistics). Keras 3
-    gets the small ``Upsample2x`` layer; tf-keras' ``UpSampling2D`` already uses the resize op.
+    gets the ``UpSampling2D`` subclass below; tf-keras' own already uses the resize op.
     """
     if not is_keras3(km):
         return km.layers.UpSampling2D(2, interpolation="nearest", name=name)(x)
-    return Upsample2x(name=name)(x)
+    return UpSampling2D(2, interpolation="nearest", name=name)(x)
 
 
 @keras.saving.register_keras_serializable(package="edgekit")
-class Upsample2x(keras.layers.Layer):
-    """``[B, H, W, C] -> [B, 2H, 2W, C]``, nearest neighbour (RESIZE_NEAREST_NEIGHBOR)."""
+class UpSampling2D(keras.layers.UpSampling2D):
+    """Keras 3 ``UpSampling2D`` whose "nearest" mode is one image resize (RESIZE_NEAREST_NEIGHBOR).
 
-    def call(self, x: Any) -> Any:
-        h, w = int(x.shape[1]), int(x.shape[2])
-        return keras.ops.image.resize(x, (2 * h, 2 * w), interpolation="nearest")
+    Same class name and config as Keras', so a layer-by-layer tf-keras translation maps it 1:1.
+    """
 
-    def compute_output_shape(self, input_shape: Any) -> tuple:
-        b, h, w, c = input_shape
-        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
+    def call(self, inputs: Any) -> Any:
+        if self.interpolation != "nearest" or self.data_format != "channels_last":
+            return super().call(inputs)
+        h, w = int(inputs.shape[1]), int(inputs.shape[2])
+        size = (h * self.size[0], w * self.size[1])
+        return keras.ops.image.resize(inputs, size, interpolation="nearest")
 
 
 def argmax(x: Any, axis: int) -> Any:

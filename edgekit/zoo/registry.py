@@ -129,7 +129,23 @@ class ModelEntry:
         )
 
     def _classes_of(self, model: Any) -> int | None:
+        """The class count of ``model``; ``UsageError`` when it is not this entry's export form."""
         shapes = [tuple(o.shape) for o in model.outputs]
+        if len(shapes) != len(self.output_names):
+            raise UsageError(
+                f"{self.name}: the spec describes the model with outputs {list(self.output_names)}, "
+                f"this one has {len(shapes)} outputs (a decode=False training model? wrap it with "
+                "add_yolo_decode / add_movenet_decode first)"
+            )
+        if self.decoder == "ssd_raw":
+            expected = int(
+                ssd_anchors(**self.extra_params(model.input_shape[1:3], 1)["anchors"]).shape[0]
+            )
+            if shapes[0][1] != expected:
+                raise UsageError(
+                    f"{self.name}: the model predicts {shapes[0][1]} boxes but the default anchors "
+                    f"at this input size number {expected} (built with other anchor settings?)"
+                )
         if self.decoder == "classify":
             return int(shapes[0][-1])
         if self.decoder == "ssd_raw":

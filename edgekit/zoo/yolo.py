@@ -172,7 +172,9 @@ def build_yolo_tiny(
         classes.append(L.Reshape((cells, num_classes), name=f"head_p{level}_cls_reshape")(c))
     box_distances = L.Concatenate(axis=1, name="box_distances")(boxes)
     class_logits = L.Concatenate(axis=1, name="class_logits")(classes)
-    raw = km.Model(inputs, [box_distances, class_logits], name=f"yolo_tiny_{backbone}_raw")
+    # named like its registry entry ("yolo_tiny" on the default backbone), "_raw" undecoded
+    name = "yolo_tiny" if backbone == "mobilenet_v2" else f"yolo_tiny_{backbone}"
+    raw = km.Model(inputs, [box_distances, class_logits], name=f"{name}_raw")
     return add_yolo_decode(raw) if decode else raw
 
 

@@ -55,12 +55,12 @@ def test_twin_matches_zoo_tf_keras_build_and_outputs():
 
 def test_short_run_reaches_target_sparsity_and_survives_copy_back(tmp_path):
     model = _model()
-    x, y = _data()
+    x, y = _data(32)
     pruned, report = prune_finetune(model, x, y, 0.5, epochs=1, batch_size=16)
     assert pruned is model
-    convs = [k for k in report if k != "total" and "depthwise" not in k]
-    assert report["total"] == pytest.approx(0.5, abs=0.03)
-    assert all(abs(report[k] - 0.5) < 0.05 for k in convs if k.endswith(("_expand", "_project")))
+    assert report["total"] == pytest.approx(0.5, abs=0.02)
+    assert all(abs(report[k] - 0.5) < 0.02 for k in report if k.endswith(("_expand", "_project")))
+    assert report["block_1_depthwise"] == 0.0  # TFMOT leaves depthwise kernels dense
     # the sparse weights export and compress: gzip smaller than a dense export
     from edgekit.compress.quantize import post_training
 

@@ -62,19 +62,28 @@ def test_report_predicts_the_real_compilers_partition_of_movenet(shared):
     """Coral compiled MoveNet: our report's CPU ops are exactly the ops left outside the
     edgetpu-custom-op in their compiled file (same histogram)."""
     report = check_edgetpu(shared("models", "movenet_single_pose_lightning_ptq.tflite"))
-    compiled = read_tflite_file(shared("models", "movenet_single_pose_lightning_ptq_edgetpu.tflite"))
+    compiled = read_tflite_file(
+        shared("models", "movenet_single_pose_lightning_ptq_edgetpu.tflite")
+    )
     ours_cpu = Counter(op["op"] for op in report["ops"] if op["status"] != "mappable")
     theirs_cpu = Counter(op.op for op in compiled.main.operators if op.op != "edgetpu-custom-op")
     assert ours_cpu == theirs_cpu
     assert report["edgetpu_ready"] and report["first_unmappable"] is None
     statuses = Counter(op["status"] for op in report["ops"])
-    assert statuses == {"mappable": 98, "cpu_tail": 57, "cpu_head": 2}  # CAST+QUANTIZE of the uint8 input
+    assert statuses == {
+        "mappable": 98,
+        "cpu_tail": 57,
+        "cpu_head": 2,
+    }  # CAST+QUANTIZE of the uint8 input
 
 
 @pytest.mark.shared
 @pytest.mark.parametrize(
     ("name", "tpu_ops"),
-    [("mobilenet_v1_0.25_128_quant_edgetpu.tflite", 1), ("movenet_single_pose_lightning_ptq_edgetpu.tflite", 1)],
+    [
+        ("mobilenet_v1_0.25_128_quant_edgetpu.tflite", 1),
+        ("movenet_single_pose_lightning_ptq_edgetpu.tflite", 1),
+    ],
 )
 def test_already_compiled_models_say_so(shared, name, tpu_ops):
     report = check_edgetpu(shared("models", name))
@@ -85,13 +94,18 @@ def test_already_compiled_models_say_so(shared, name, tpu_ops):
 
 @pytest.mark.shared
 def test_fully_mapped_reference_models(shared):
-    for name, total in (("mobilenet_v2_1.0_224_quant.tflite", 66), ("mobilenet_v1_0.25_128_quant.tflite", 31)):
+    for name, total in (
+        ("mobilenet_v2_1.0_224_quant.tflite", 66),
+        ("mobilenet_v1_0.25_128_quant.tflite", 31),
+    ):
         report = check_edgetpu(shared("models", name))
         assert (report["mappable_ops"], report["total_ops"]) == (total, total), name
     # The SSD's TFLite_Detection_PostProcess is the CPU tail, everything before it maps.
     ssd = check_edgetpu(shared("models", "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"))
     assert ssd["edgetpu_ready"]
-    assert [op["op"] for op in ssd["ops"] if op["status"] == "cpu_tail"] == ["TFLite_Detection_PostProcess"]
+    assert [op["op"] for op in ssd["ops"] if op["status"] == "cpu_tail"] == [
+        "TFLite_Detection_PostProcess"
+    ]
 
 
 def _tiny_keras(tf, keras, extra=None):
@@ -119,9 +133,14 @@ def test_float_model_is_cut_at_its_first_op():
 def test_flex_op_is_named_with_its_reason():
     tf = pytest.importorskip("tensorflow")
     keras = pytest.importorskip("keras")
-    det = keras.layers.Lambda(lambda t: tf.reshape(tf.linalg.det(tf.reshape(t, [-1, 16, 16])), [-1, 1, 4, 4]))
+    det = keras.layers.Lambda(
+        lambda t: tf.reshape(tf.linalg.det(tf.reshape(t, [-1, 16, 16])), [-1, 1, 4, 4])
+    )
     converter = tf.lite.TFLiteConverter.from_keras_model(_tiny_keras(tf, keras, det))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
     graph = read_tflite(converter.convert())
     assert graph.contains_flex_ops
     report = check_edgetpu(graph)
@@ -153,7 +172,12 @@ def _compiled_template(tmp_path):
     sg = schema.SubGraphT()
     sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [op]
     model = schema.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [oc], [sg], [schema.BufferT()]
+    model.version, model.operatorCodes, model.subgraphs, model.buffers = (
+        3,
+        [oc],
+        [sg],
+        [schema.BufferT()],
+    )
     builder = flatbuffers.Builder(256)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     path = tmp_path / "template_edgetpu.tflite"
@@ -236,3 +260,27 @@ def test_parse_log_when_everything_maps():
     )
     fields = parse_compiler_log(log)
     assert (fields["ops_on_edgetpu"], fields["ops_on_cpu"]) == (3, 0)
+
+
+@pytest.mark.tf
+def test_edgetpu_format_end_to_end_with_fake_compiler(tmp_path, monkeypatch):
+    keras = pytest.importorskip("keras")
+    from edgekit.core.artifact import read_embedded
+    from edgekit.core.types import ModelSpec
+    from edgekit.export.tflite import ExportConfig, export_model
+
+    _fake_compiler(tmp_path, monkeypatch)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(x))
+    spec = ModelSpec(task="classify", decoder="classify", input_size=(16, 16), labels=("a", "b"))
+    out = tmp_path / "exported" / "tiny_edgetpu.tflite"
+    result = export_model(model, spec, ExportConfig(format="edgetpu", calib_samples=4, out=out))
+    assert result.path == out and result.compiled is not None
+    assert result.compiled.ops_on_edgetpu == 64 and result.compiled.on_chip_memory == "3.42MiB"
+    data = out.read_bytes()
+    assert read_tflite(data).contains_edgetpu_ops
+    embedded = read_embedded(data)
+    assert embedded.spec.decoder_params["export_format"] == "edgetpu" and embedded.labels == ("a", "b")
+    assert result.edgetpu_report["compiled"] is True
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny_edgetpu.tflite"]

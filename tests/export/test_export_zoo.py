@@ -78,13 +78,18 @@ def check_agreement(task, decoder, ref, got):
         cell = 4.0 / SIZE  # one heatmap cell (output stride 4): argmax may move by one cell
         assert np.median(dist) <= cell, dist
         assert np.abs(r[:, 2] - g[:, 2]).max() <= 0.05
-        return {"median_kp_dist": float(np.median(dist)), "max_score_diff": float(np.abs(r[:, 2] - g[:, 2]).max())}
+        return {
+            "median_kp_dist": float(np.median(dist)),
+            "max_score_diff": float(np.abs(r[:, 2] - g[:, 2]).max()),
+        }
     cs = [_corr(r, g) for r, g in zip(ref, got, strict=True)]
     assert min(cs) >= 0.95, cs
     return {"corr": cs}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in NAMES])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in NAMES]
+)
 def test_zoo_model_exports_to_int8_and_runs(name, tmp_path):
     entry = get_entry(name)
     n = None if entry.task == "pose" else NUM_CLASSES
@@ -92,7 +97,9 @@ def test_zoo_model_exports_to_int8_and_runs(name, tmp_path):
     labels = () if entry.task == "pose" else tuple(f"class{i}" for i in range(NUM_CLASSES))
     spec = entry.spec(model, labels)
     he_reinit(model)
-    result = export_model(model, spec, ExportConfig(format="int8", out=tmp_path / f"{name}.tflite", calib_samples=24))
+    result = export_model(
+        model, spec, ExportConfig(format="int8", out=tmp_path / f"{name}.tflite", calib_samples=24)
+    )
 
     loaded = Model.load(result.path)  # no flags: everything comes from the embedded spec
     assert (loaded.spec.task, loaded.spec.decoder) == (entry.task, entry.decoder)

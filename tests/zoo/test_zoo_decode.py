@@ -117,3 +117,20 @@ def test_movenet_decode_recovers_a_planted_pose():
     got = np.asarray(MoveNetDecode(k)(center, regression, heatmaps, offsets))[0, 0]
     np.testing.assert_allclose(got[:, :2], truth, atol=1e-5)
     np.testing.assert_allclose(got[:, 2], 0.8, atol=1e-6)
+
+
+def test_decoded_models_survive_a_keras_save_and_load(tmp_path):
+    import keras
+
+    x = np.random.default_rng(5).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
+    for model in (
+        build_yolo_tiny(2, 64, width=0.35, neck_channels=16),
+        build_movenet(64, width=0.35, fpn_channels=16),
+    ):
+        path = tmp_path / f"{model.name}.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path, compile=False)
+        assert loaded.name == model.name
+        np.testing.assert_allclose(
+            np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False)), atol=1e-6
+        )

@@ -32,7 +32,7 @@ EDGETPU_LAYERS = {
     "Dropout",
     "Dense",
     "Softmax",
-    "Upsample2x",
+    "UpSampling2D",
 }
 CPU_TAILS = {"YoloDecode", "MoveNetDecode"}
 DECODERS = {"ssd_postprocess", "ssd_raw", "yolo", "yolo_nms", "movenet", "posenet", "classify"}
@@ -77,6 +77,7 @@ def test_builds_small_and_outputs_documented_shapes(name):
     )
     assert model.input_shape == (None, SMALL, SMALL, 3)
     assert _output_names(model) == list(entry.output_names)
+    assert model.name == name  # a saved model finds its registry entry by name
     x = np.random.default_rng(0).uniform(-1, 1, (1, SMALL, SMALL, 3)).astype("float32")
     outputs = model(x, training=False)
     outputs = [
@@ -148,6 +149,17 @@ def test_spec_defaults_and_validation():
     model = create_model("mobilenet_v3_small_minimalistic", num_classes=4, input_size=32)
     with pytest.raises(UsageError, match="3 labels"):
         get_entry("mobilenet_v3_small_minimalistic").spec(model, labels=["a", "b", "c"])
+
+
+def test_spec_refuses_models_it_does_not_describe():
+    raw = create_model("yolo_tiny", num_classes=2, input_size=SMALL, width=0.35, decode=False)
+    with pytest.raises(UsageError, match="add_yolo_decode"):
+        get_entry("yolo_tiny").spec(raw)
+    other = create_model(
+        "ssdlite_mobilenet_v2", num_classes=2, input_size=SMALL, width=0.35, aspect_ratios=(1.0,)
+    )
+    with pytest.raises(UsageError, match="anchors"):
+        get_entry("ssdlite_mobilenet_v2").spec(other)
 
 
 def test_bad_requests_raise_usage_errors():

@@ -1,0 +1,311 @@
+"""Datasets labelled by a teacher: detection pseudo-labels and person crops for pose distillation.
+
+A teacher is any ``.tflite`` detector or pose model, run through :class:`edgekit.runtime.Model`
+(so its decoding is exactly what ``edgekit detect|pose`` does). Two builders write YOLO-txt
+datasets that ``edgekit train`` reads as they are:
+
+- :func:`build_detection_dataset`: images (e.g. a dataset's TRAIN split) with their human labels
+  plus frames sampled from videos, labelled by the teacher. Human labels win: on an image that
+  has them, a teacher box is kept only when it overlaps no human box of the same class
+  (:func:`edgekit.compress.teacher.merge_detections`); only the ``classes`` trained are kept, from
+  either source.
+- :func:`build_pose_dataset`: square crops around people (human or teacher boxes, enlarged),
+  each labelled with the pose teacher's 17 keypoints (visibility 2 where its score reaches
+  ``keypoint_threshold``, else 0), the person's box mapped into the crop.
+
+numpy, OpenCV and the runtime only (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.core.types import COCO_KEYPOINT_NAMES
+from edgekit.data.dataset import Dataset, ImageRecord, display_path
+from edgekit.errors import DatasetError, UsageError
+
+__all__ = [
+    "PersonCrop",
+    "build_detection_dataset",
+    "build_pose_dataset",
+    "crop_square",
+    "human_labels_for",
+    "person_crops",
+    "square_box",
+    "teacher_boxes",
+]
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DatasetError(f"{path}: cannot read image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _write_rgb(path: Path, image: np.ndarray, quality: int = 92) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+        raise DatasetError(f"{path}: cannot write image")
+
+
+def _load_teacher(teacher: Any, threads: int | None = None) -> Any:
+    from edgekit.runtime.model import Model
+
+    if isinstance(teacher, (str, os.PathLike)):
+        return Model.load(Path(teacher), threads=threads)
+    return teacher
+
+
+# ------------------------------------------------------------------------------- detection
+def teacher_boxes(
+    model: Any, image_rgb: np.ndarray, classes: Sequence[str], score_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The teacher's detections of ``classes`` (matched by label name, case-insensitive):
+    ``(boxes (K,4) normalized xyxy, class ids (K,) into classes, scores (K,))``."""
+    lookup = {str(c).strip().lower(): i for i, c in enumerate(classes)}
+    pred = model.predict(image_rgb, score_threshold=score_threshold)
+    boxes, ids, scores = [], [], []
+    for d in pred.detections:
+        c = lookup.get(str(d.label or "").strip().lower())
+        if c is None or d.score < score_threshold:
+            continue
+        boxes.append([float(v) for v in d.box])
+        ids.append(c)
+        scores.append(float(d.score))
+    return (
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(ids, np.int64),
+        np.asarray(scores, np.float32),
+    )
+
+
+def human_labels_for(record: ImageRecord, source_names: Sequence[str], classes: Sequence[str]):
+    """A record's human boxes of ``classes`` only, re-numbered into ``classes``."""
+    lookup = {str(c).strip().lower(): i for i, c in enumerate(classes)}
+    remap = np.array(
+        [lookup.get(str(n).strip().lower(), -1) for n in source_names] or [-1], np.int64
+    )
+    ids = remap[record.class_ids] if record.num_objects else np.zeros(0, np.int64)
+    keep = ids >= 0
+    return record.boxes[keep], ids[keep]
+
+
+def build_detection_dataset(
+    out_dir: Path | str,
+    teacher: Any,
+    *,
+    labelled: Dataset | None = None,
+    images: Sequence[Path | str] = (),
+    videos: Sequence[Path | str] = (),
+    every_n: int = 3,
+    max_frames: int | None = None,
+    classes: Sequence[str] = ("person",),
+    score_threshold: float = 0.5,
+    iou_threshold: float = 0.5,
+    threads: int | None = None,
+) -> Dataset:
+    """Write a YOLO-txt dataset into ``out_dir`` (``images/``, ``labels/``, ``data.yaml``) and
+    return it (its records point at the copies in ``out_dir/images``).
+
+    ``labelled``: images with human labels (pass the TRAIN split only); ``images``: unlabelled
+    images; ``videos``: every ``every_n``-th frame (at most ``max_frames`` per video). The
+    teacher labels all of them; human labels win (module docstring). Classes not in ``classes``
+    are dropped from both sources.
+    """
+    from edgekit.compress.teacher import frames_from_video, merge_detections
+    from edgekit.data.yolo_txt import write_yolo
+
+    if not classes:
+        raise UsageError("build_detection_dataset: give at least one class to keep")
+    out = Path(out_dir)
+    img_dir = out / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    model = _load_teacher(teacher, threads)
+    records: list[ImageRecord] = []
+
+    def add(path: Path, rgb: np.ndarray, name: str, human: ImageRecord | None) -> None:
+        tb, ti, _ = teacher_boxes(model, rgb, classes, score_threshold)
+        if human is not None and labelled is not None:
+            hb, hi = human_labels_for(human, labelled.class_names, classes)
+            tb, ti = merge_detections(hb, hi, tb, ti, iou_threshold=iou_threshold)
+        target = img_dir / name
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            if not target.is_file():
+                import shutil
+
+                shutil.copyfile(path, target)
+        else:
+            target = target.with_suffix(".jpg")
+            _write_rgb(target, rgb)
+        h, w = rgb.shape[:2]
+        records.append(ImageRecord(target, w, h, tb, ti, image_id=len(records) + 1))
+
+    if labelled is not None:
+        for rec in labelled.images:
+            rel = display_path(rec.path, labelled.root) if labelled.root else rec.path.name
+            name = "labelled_" + rel.replace("/", "_").removeprefix("images_")
+            add(rec.path, _read_rgb(rec.path), name, rec)
+    for p in images:
+        p = Path(p)
+        add(p, _read_rgb(p), f"unlabelled_{p.name}", None)
+    frame_dir = out / "frames"
+    for v in videos:
+        for f in frames_from_video(v, every_n, frame_dir, max_frames=max_frames):
+            add(f, _read_rgb(f), f"video_{f.name}", None)
+    if not records:
+        raise UsageError("build_detection_dataset: no images given")
+    ds = Dataset(tuple(records), tuple(classes), source_format="yolo", root=out)
+    write_yolo(ds, out, images="none")
+    return ds
+
+
+# ------------------------------------------------------------------------------------ pose
+@dataclass(frozen=True)
+class PersonCrop:
+    """One person to crop: the image, the person's box (normalized xyxy of that image) and
+    whether the box is a human label (else the detector teacher's)."""
+
+    path: Path
+    box: np.ndarray
+    human: bool
+
+
+def square_box(box: np.ndarray, width: int, height: int, enlarge: float = 1.3) -> np.ndarray:
+    """A square pixel box ``(x0, y0, x1, y1)`` centred on ``box`` (normalized xyxy), its side
+    ``enlarge`` × the longer side of the box in pixels (it may leave the image)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    bw, bh = (x1 - x0) * width, (y1 - y0) * height
+    cx, cy = (x0 + x1) / 2 * width, (y0 + y1) / 2 * height
+    side = max(bw, bh, 1.0) * enlarge
+    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float64)
+
+
+def crop_square(image: np.ndarray, square: np.ndarray, size: int) -> np.ndarray:
+    """The pixel square ``square`` of ``image`` resized to ``size`` x ``size`` (black where the
+    square leaves the image)."""
+    import cv2
+
+    x0, y0, x1, y1 = (float(v) for v in square)
+    s = size / max(x1 - x0, 1e-6)
+    m = np.array([[s, 0, -x0 * s], [0, s, -y0 * s]], np.float32)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(
+        image, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+
+
+def person_crops(
+    dataset: Dataset,
+    *,
+    person_class: str = "person",
+    min_size_px: float = 48.0,
+    human: bool = True,
+) -> list[PersonCrop]:
+    """The people of ``dataset`` whose box is at least ``min_size_px`` tall or wide (pixels);
+    ``human`` records whether the dataset's boxes are human labels."""
+    names = [str(n).strip().lower() for n in dataset.class_names]
+    if person_class not in names:
+        raise DatasetError(f"dataset has no {person_class!r} class: {dataset.class_names}")
+    pid = names.index(person_class)
+    out = []
+    for rec in dataset.images:
+        for box, c, crowd in zip(rec.boxes, rec.class_ids, rec.iscrowd, strict=True):
+            if c != pid or crowd:
+                continue
+            side = max((box[2] - box[0]) * rec.width, (box[3] - box[1]) * rec.height)
+            if side >= min_size_px:
+                out.append(PersonCrop(rec.path, np.asarray(box, np.float32), human))
+    return out
+
+
+def build_pose_dataset(
+    out_dir: Path | str,
+    teacher: Any,
+    crops: Sequence[PersonCrop],
+    *,
+    size: int = 192,
+    enlarge: float = 1.3,
+    keypoint_threshold: float = 0.3,
+    min_keypoints: int = 5,
+    threads: int | None = None,
+) -> Dataset:
+    """Write square person crops (``size`` px) labelled by the pose ``teacher`` as a YOLO-pose
+    dataset (``kpt_shape [17, 3]``, one ``person`` per crop) into ``out_dir``; returns it.
+
+    The teacher runs on the crop itself. Keypoints scoring below ``keypoint_threshold`` are
+    unlabelled (visibility 0); crops with fewer than ``min_keypoints`` labelled are skipped.
+    The box of each crop is the source person box mapped into the crop.
+    """
+    from edgekit.data.yolo_txt import write_yolo
+
+    out = Path(out_dir)
+    img_dir = out / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    model = _load_teacher(teacher, threads)
+    if model.spec.task != "pose":
+        raise UsageError(f"{model.path}: is a {model.spec.task} model, not a pose teacher")
+    records: list[ImageRecord] = []
+    cache: dict[Path, np.ndarray] = {}
+    for crop in crops:
+        if crop.path not in cache:
+            cache.clear()
+            cache[crop.path] = _read_rgb(crop.path)
+        rgb = cache[crop.path]
+        h, w = rgb.shape[:2]
+        sq = square_box(crop.box, w, h, enlarge)
+        patch = crop_square(rgb, sq, size)
+        pred = model.predict(patch, score_threshold=0.0)
+        if not pred.poses:
+            continue
+        kp = np.array([[k.x, k.y, k.score] for k in pred.poses[0].keypoints], np.float32)
+        vis = np.where(kp[:, 2] >= keypoint_threshold, 2.0, 0.0).astype(np.float32)
+        if int((vis > 0).sum()) < min_keypoints:
+            continue
+        side = sq[2] - sq[0]
+        bx = np.array(
+            [
+                (crop.box[0] * w - sq[0]) / side,
+                (crop.box[1] * h - sq[1]) / side,
+                (crop.box[2] * w - sq[0]) / side,
+                (crop.box[3] * h - sq[1]) / side,
+            ],
+            np.float32,
+        ).clip(0.0, 1.0)
+        kps = np.concatenate([kp[:, :2].clip(0.0, 1.0), vis[:, None]], axis=1)
+        name = f"{len(records):05d}_{'h' if crop.human else 't'}_{crop.path.stem}.jpg"
+        target = img_dir / name
+        _write_rgb(target, patch)
+        records.append(
+            ImageRecord(
+                target,
+                size,
+                size,
+                bx[None],
+                np.zeros(1, np.int64),
+                keypoints=kps[None],
+                image_id=len(records) + 1,
+            )
+        )
+    if not records:
+        raise UsageError("build_pose_dataset: no crop kept (no people, or the teacher saw none)")
+    ds = Dataset(
+        tuple(records),
+        ("person",),
+        keypoint_names=COCO_KEYPOINT_NAMES,
+        source_format="yolo",
+        root=out,
+    )
+    write_yolo(ds, out, images="none")
+    return ds

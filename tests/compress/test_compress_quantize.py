@@ -1,0 +1,53 @@
+"""Post-training quantization through edgekit.export, QAT, and the float-vs-int8 error report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tensorflow_model_optimization")
+
+import keras  # noqa: E402
+
+from edgekit.compress.quantize import export_qat, post_training, qat, quant_error  # noqa: E402
+from edgekit.errors import UsageError  # noqa: E402
+from edgekit.runtime.flatbuffer import read_tflite  # noqa: E402
+from edgekit.runtime.model import Model  # noqa: E402
+from edgekit.zoo.registry import create_model, get_entry  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_and_spec():
+    keras.utils.set_random_seed(0)
+    m = create_model("mobilenet_v2", num_classes=3, input_size=32, width=0.35)
+    return m, get_entry("mobilenet_v2").spec(m, ["red", "green", "blue"])
+
+
+def test_int8_ptq_is_much_smaller_and_close_to_float(model_and_spec, image_folder, tmp_path):
+    model, spec = model_and_spec
+    f32 = post_training(model, spec, tmp_path / "f.tflite", format="float32").path
+    q = post_training(model, spec, tmp_path / "q.tflite", calib_dir=image_folder / "red", calib_samples=8)
+    assert q.spec.input_dtype == "uint8" and q.spec.labels == ("red", "green", "blue")
+    assert f32.stat().st_size / q.path.stat().st_size > 3.0
+    images = [np.random.default_rng(i).integers(0, 255, (40, 40, 3), np.uint8) for i in range(4)]
+    err = quant_error(f32, q.path, images)
+    assert err.images == 4 and len(err.outputs) == 1
+    assert err.outputs[0]["max_abs"] < 0.5 and err.outputs[0]["cosine"] > 0.9
+    assert 0.0 <= err.top1_agreement <= 1.0
+    with pytest.raises(UsageError):
+        post_training(model, spec, tmp_path / "x.tflite", format="edgetpu")
+
+
+def test_qat_exports_a_full_integer_model_with_spec(model_and_spec, image_folder, tmp_path):
+    model, spec = model_and_spec
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32), rng.integers(0, 3, 16)
+    qmodel = qat(model, x, y, epochs=1, batch_size=8)
+    path = export_qat(qmodel, spec, tmp_path / "qat.tflite", calib_dir=image_folder / "blue", calib_samples=4)
+    graph = read_tflite(path.read_bytes())
+    assert graph.inputs[0].dtype == "uint8"
+    loaded = Model.load(path, threads=1)
+    assert loaded.spec.decoder_params["export_format"] == "int8-qat"
+    pred = loaded.predict(np.zeros((40, 40, 3), np.uint8))
+    assert len(pred.classes) == 3 and pred.classes[0].label in ("red", "green", "blue")

@@ -1,0 +1,106 @@
+"""The recipe: parsing, YAML, the CLI, and the whole pipeline end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli.main import cli, main
+from edgekit.compress.recipe import CompressConfig, Stage, load_recipe, parse_recipe
+from edgekit.errors import ConfigError, UsageError
+
+
+def test_parse_recipe():
+    assert parse_recipe("distill, prune:0.5,qat") == (
+        Stage("distill"), Stage("prune", 0.5), Stage("qat"),
+    )  # fmt: skip
+    assert parse_recipe(["structured:0.25", "ptq"]) == (Stage("structured", 0.25), Stage("int8"))
+    assert parse_recipe("prune")[0].arg == 0.5
+    for bad in ("", "shrink", "prune:2", "prune:x", "qat:1", "int8,train", "qat,prune:0.5"):
+        with pytest.raises(UsageError):
+            parse_recipe(bad)
+
+
+def test_config_checks(tmp_path):
+    with pytest.raises(UsageError, match="teacher"):
+        CompressConfig(student="mobilenet_v2", data=tmp_path, stages=parse_recipe("distill"))
+    cfg = CompressConfig(student="mobilenet_v2", data=str(tmp_path), stages="train,int8")
+    assert cfg.stages == (Stage("train"), Stage("int8")) and cfg.data == tmp_path
+
+
+def test_yaml_recipe(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("stages: [train, 'prune:0.5']\nepochs: 3\nstudent: mobilenet_v2\n")
+    cfg = load_recipe(p, data=tmp_path, epochs=None)
+    assert cfg.epochs == 3 and cfg.stages[1] == Stage("prune", 0.5)
+    p.write_text("stages: [train]\nbogus: 1\n")
+    with pytest.raises(ConfigError, match="bogus"):
+        load_recipe(p)
+    p.write_text("epochs: 3\n")
+    with pytest.raises(ConfigError, match="stages"):
+        load_recipe(p)
+
+
+def test_cli_help_and_errors(tmp_path, capsys):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["compress", "--help"])
+    assert res.exit_code == 0 and "distill,prune:0.5" in res.output
+    args = ["compress", "--student", "mobilenet_v2", "--data", str(tmp_path), "--recipe", "shrink"]
+    assert main(args) == UsageError.exit_code
+    assert "unknown recipe stage 'shrink'" in capsys.readouterr().err
+    assert main(["compress", "--recipe", "train"]) == UsageError.exit_code
+    assert "--student is required" in capsys.readouterr().err
+
+
+def _run(tmp_path, image_folder, recipe, **kw):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow_model_optimization")
+    from edgekit.compress.recipe import run_recipe
+
+    cfg = CompressConfig(
+        student="mobilenet_v2", data=image_folder, stages=recipe, out=tmp_path / "out",
+        epochs=1, input_size=32, width=0.35, batch_size=16, calib_samples=4, bench_runs=3, **kw,
+    )  # fmt: skip
+    logs: list[str] = []
+    return cfg, run_recipe(cfg, log=logs.append), logs
+
+
+def test_recipe_end_to_end_train_prune_int8(tmp_path, image_folder):
+    cfg, results, logs = _run(tmp_path, image_folder, "train,prune:0.5,int8")
+    assert [r.stage for r in results] == ["train", "prune:0.5", "int8"]
+    train, pruned, q = results
+    assert pruned.sparsity == pytest.approx(0.5, abs=0.03) and train.sparsity < 0.01
+    assert pruned.gzip_bytes < train.gzip_bytes
+    assert q.format == "int8" and q.size_bytes * 3 < pruned.size_bytes
+    assert "quant_error" in q.details and q.details["quant_error"]["images"] > 0
+    for r in results:
+        assert 0.0 <= r.accuracy <= 1.0 and r.latency_ms > 0 and r.params > 0
+        assert (cfg.out / r.artifact).is_file()
+    report = json.loads((cfg.out / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["train", "prune:0.5", "int8"]
+    md = (cfg.out / "report.md").read_text()
+    assert "| prune:0.5 |" in md and (cfg.out / "report.png").stat().st_size > 1000
+    assert len(logs) >= 6
+
+
+@pytest.mark.slow
+def test_recipe_end_to_end_distill_structured_qat(tmp_path, image_folder):
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from edgekit.compress.quantize import post_training
+    from edgekit.zoo.registry import create_model, get_entry
+
+    keras.utils.set_random_seed(1)
+    t = create_model("mobilenet_v2", num_classes=3, input_size=48, width=0.5)
+    teacher = post_training(
+        t, get_entry("mobilenet_v2").spec(t, ["blue", "green", "red"]), tmp_path / "teacher.tflite",
+        format="float32",
+    ).path  # fmt: skip
+    cfg, results, _ = _run(tmp_path, image_folder, "distill,structured:0.5,qat", teacher=str(teacher))
+    distill, structured, qat = results
+    assert distill.details["cache_misses"] > 0 and "probe" not in distill.details
+    assert structured.params < distill.params
+    assert qat.format == "int8-qat" and qat.size_bytes * 3 < structured.size_bytes

@@ -1,0 +1,381 @@
+#!/usr/bin/env python
+"""Reproduce edgekit's shipped default models (``edgekit/assets/{detect,pose}_default.tflite``).
+
+Both are students distilled from third-party teachers on ``../shared/data`` (no download):
+
+- detect: ``ssdlite_mobilenet_v2`` (width 1.0, 224², 1 class ``person``), trained on the
+  teacher's person boxes (SSD MobileNet V1 COCO, score >= 0.5) merged with coco128's human
+  person boxes (human labels win) on coco128's TRAIN split (``split_dataset(ds, 0.2, seed 0)``;
+  the 20 held-back images are never seen) plus every 3rd frame of ``video/vtest.avi``.
+  Exported full int8 with ``TFLite_Detection_PostProcess`` (NMS) inside, spec + labels embedded.
+- pose: ``movenet_mobilenet_v2`` (width 1.0, 160²), trained on square person crops (human and
+  teacher boxes, enlarged 1.3x) of the same images and frames, labelled by MoveNet SinglePose
+  Lightning (keypoints scoring >= 0.3). Exported full int8, spec embedded.
+
+Both backbones start from ImageNet weights: the MobileNetV2 1.0 convolutions are read out of
+``models/mobilenet_v2_1.0_224_quant.tflite`` (:mod:`edgekit.train.tflite_init`); heads start
+from scratch. Then the teachers and students are evaluated on the held-back images in one run
+(``edgekit eval`` code, ``edgekit bench`` code, 1 thread) and ``report.json`` is written.
+
+Stages (each resumable; a finished stage is skipped, training resumes from its checkpoint):
+label -> init -> train -> export -> evaluate -> install (copies into edgekit/assets).
+
+    .venv/bin/python tools/train_default_models.py                 # full run (see models/*.md)
+    .venv/bin/python tools/train_default_models.py --quick --out /tmp/q   # CI smoke run, < 2 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+ASSETS = ROOT / "edgekit" / "assets"
+
+DET_TEACHER = "models/coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
+POSE_TEACHER = "models/movenet_single_pose_lightning_ptq.tflite"
+BACKBONE_TFLITE = "models/mobilenet_v2_1.0_224_quant.tflite"
+VAL_FRACTION, SEED = 0.2, 0  # the held-back split of coco128 (docs/benchmarks.md "Evaluation")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every knob of one reproduction (``--quick`` shrinks them for CI)."""
+
+    every_n: int = 3  # video frames: every n-th
+    max_frames: int | None = None
+    max_labelled: int | None = None
+    det_model: str = "ssdlite_mobilenet_v2"
+    det_img: int = 224
+    det_width: float = 1.0
+    det_epochs: int = 30
+    det_batch: int = 16
+    det_lr: float = 2e-3
+    det_freeze: str | None = "10"
+    pose_model: str = "movenet_mobilenet_v2"
+    pose_img: int = 128
+    pose_width: float = 1.0
+    pose_epochs: int = 20
+    pose_batch: int = 16
+    pose_lr: float = 2e-3
+    pose_freeze: str | None = "6"
+    crop_size: int = 192
+    crop_min_px: float = 40.0
+    steps_per_epoch: int | None = None
+    calib_samples: int = 100
+    bench_runs: int = 100
+    eager: bool = False
+
+
+QUICK = Recipe(
+    every_n=40,
+    max_frames=3,
+    max_labelled=6,
+    det_img=96,
+    det_epochs=1,
+    det_batch=2,
+    pose_img=96,
+    pose_epochs=1,
+    pose_batch=2,
+    crop_size=96,
+    crop_min_px=24.0,
+    steps_per_epoch=1,
+    calib_samples=2,
+    bench_runs=3,
+    eager=True,
+)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def done(path: Path) -> bool:
+    return path.exists()
+
+
+# ----------------------------------------------------------------------------------- label
+def stage_label(data: Path, out: Path, r: Recipe) -> None:
+    from edgekit.data import read_dataset, split_dataset
+    from edgekit.train.pseudo_label import (
+        build_detection_dataset,
+        build_pose_dataset,
+        person_crops,
+    )
+
+    coco = read_dataset(data / "coco128", "yolo")
+    train, val = split_dataset(coco, VAL_FRACTION, SEED)
+    if r.max_labelled:
+        train, val = train.subset(range(r.max_labelled)), val.subset(range(2))
+    det_dir = out / "data_detect"
+    if not done(det_dir / "data.yaml"):
+        log(f"label: detector teacher on {len(train)} coco128 train images + vtest frames")
+        build_detection_dataset(
+            det_dir,
+            data / DET_TEACHER,
+            labelled=train,
+            videos=[data / "video" / "vtest.avi"],
+            every_n=r.every_n,
+            max_frames=r.max_frames,
+            classes=("person",),
+            score_threshold=0.5,
+        )
+    pose_dir = out / "data_pose"
+    if not done(pose_dir / "data.yaml"):
+        det = read_dataset(det_dir / "data.yaml", "yolo")
+        crops = person_crops(det, min_size_px=r.crop_min_px, human=False)
+        log(f"label: MoveNet teacher on {len(crops)} person crops")
+        build_pose_dataset(pose_dir, data / POSE_TEACHER, crops, size=r.crop_size)
+    val_dir = out / "data_pose_val"
+    if not done(val_dir / "data.yaml"):
+        crops = person_crops(val, min_size_px=r.crop_min_px, human=True)
+        log(f"label: MoveNet teacher on {len(crops)} held-back person crops (pose GT)")
+        build_pose_dataset(val_dir, data / POSE_TEACHER, crops, size=r.crop_size)
+
+
+# ------------------------------------------------------------------------------------ init
+def stage_init(data: Path, out: Path, task: str, r: Recipe) -> Path:
+    """A zoo model built as ``train`` builds it, backbone copied from the ImageNet .tflite."""
+    target = out / f"init_{task}.keras"
+    if done(target):
+        return target
+    from edgekit.train.tflite_init import calibration_images, mobilenet_v2_from_tflite
+    from edgekit.zoo.registry import get_entry
+
+    if task == "detect":
+        entry, size, width, kw, n = get_entry(r.det_model), r.det_img, r.det_width, {}, 1
+        images = sorted((out / "data_detect" / "images").glob("*.jpg"))
+    else:
+        entry, size, width, kw, n = get_entry(r.pose_model), r.pose_img, r.pose_width, None, None
+        kw = {"decode": False}
+        images = sorted((out / "data_pose" / "images").glob("*.jpg"))
+    model = entry.create(n, (size, size), width, **kw)
+    calib = calibration_images(images[:: max(1, len(images) // 32)], (size, size), 32)
+    count = mobilenet_v2_from_tflite(model, data / BACKBONE_TFLITE, calib)
+    model.save(target)
+    log(f"init: {task}: {count} backbone layers from {BACKBONE_TFLITE} -> {target.name}")
+    return target
+
+
+# ----------------------------------------------------------------------------------- train
+def stage_train(out: Path, task: str, init: Path, r: Recipe) -> Path:
+    from edgekit.train.config import TrainConfig
+    from edgekit.train.fit import train
+
+    run = out / f"run_{task}"
+    if done(run / "best.keras") and done(run / "FINISHED"):
+        return run / "best.keras"
+    det = task == "detect"
+    cfg = TrainConfig(
+        model=r.det_model if det else r.pose_model,
+        data=out / ("data_detect" if det else "data_pose") / "data.yaml",
+        format="yolo",
+        epochs=r.det_epochs if det else r.pose_epochs,
+        batch=r.det_batch if det else r.pose_batch,
+        img=r.det_img if det else r.pose_img,
+        width=r.det_width if det else r.pose_width,
+        lr=r.det_lr if det else r.pose_lr,
+        val_fraction=0.1,
+        seed=SEED,
+        out=run,
+        resume=(run / "checkpoint" / "state.json").exists(),
+        init=init,
+        freeze=r.det_freeze if det else r.pose_freeze,
+        warmup_epochs=1.0 if r.det_epochs > 2 else 0.0,
+        steps_per_epoch=r.steps_per_epoch,
+        tensorboard=False,
+        progress="plain",
+        eager=r.eager,
+        metric_max_images=200,
+    )
+    log(f"train: {task}: {cfg.model} {cfg.img}² width {cfg.width} for {cfg.epochs} epochs")
+    result = train(cfg, echo=log)
+    (run / "FINISHED").write_text(json.dumps({"epochs": result.epochs}))
+    return result.best
+
+
+# ---------------------------------------------------------------------------------- export
+def stage_export(data: Path, out: Path, task: str, keras_path: Path, r: Recipe) -> Path:
+    target = out / f"{task}_default.tflite"
+    if done(target) and target.stat().st_mtime >= keras_path.stat().st_mtime:
+        return target
+    from edgekit.export.tflite import ExportConfig, export_model, load_source
+
+    model, spec = load_source(str(keras_path))
+    calib = out / ("data_detect" if task == "detect" else "data_pose") / "images"
+    spec = replace(spec, name=f"edgekit_{task}_default")
+    cfg = ExportConfig(
+        format="int8",
+        out=target,
+        nms=task == "detect",
+        calib_dir=calib,
+        calib_samples=r.calib_samples,
+    )
+    res = export_model(model, spec, cfg)
+    log(f"export: {target.name} {res.size_bytes / 1e6:.2f} MB in {res.seconds:.0f} s")
+    return target
+
+
+# -------------------------------------------------------------------------------- evaluate
+def stage_evaluate(data: Path, out: Path, r: Recipe) -> dict:
+    from edgekit.bench.latency import BenchConfig, bench_models
+    from edgekit.eval.predict import EvalConfig, evaluate_model
+
+    models = {
+        "detect": (data / DET_TEACHER, out / "detect_default.tflite"),
+        "pose": (data / POSE_TEACHER, out / "pose_default.tflite"),
+    }
+    report: dict = {"recipe": r.__dict__, "quick": r == QUICK}
+    det_eval = {}
+    for who, path in zip(("teacher", "student"), models["detect"], strict=True):
+        res = evaluate_model(
+            EvalConfig(
+                model=path,
+                data=data / "coco128",
+                split="val",
+                val_fraction=VAL_FRACTION,
+                seed=SEED,
+                threads=2,
+            )
+        )
+        person = res.per_class.get("person", {})
+        det_eval[who] = {
+            "person_AP50": person.get("AP50"),
+            "person_AP": person.get("AP"),
+            "mAP": res.metrics.get("mAP"),
+            "images": res.images,
+        }
+    report["detect_eval"] = det_eval
+    pose_eval = {}
+    for who, path in zip(("teacher", "student"), models["pose"], strict=True):
+        row = {}
+        for name, ds in (
+            ("val_crops", out / "data_pose_val" / "data.yaml"),
+            ("tfex_pose", None),
+        ):
+            if ds is None:
+                row[name] = tfex_pck(data, path)
+                continue
+            res = evaluate_model(EvalConfig(model=path, data=ds, split="all", threads=2))
+            row[name] = {k: res.metrics.get(k) for k in ("PCK@0.1", "AP")}
+            row[name]["images"] = res.images
+        pose_eval[who] = row
+    report["pose_eval"] = pose_eval
+    paths = [str(p) for pair in models.values() for p in pair]
+    results = bench_models(
+        BenchConfig(models=tuple(paths), threads=(1,), runs=r.bench_runs, warmup=5)
+    )
+    report["bench"] = {
+        Path(b.model).name: {"invoke_p50_ms": b.stats["invoke"].p50, "total_p50_ms": b.stats["total"].p50}
+        for b in results
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+def tfex_pck(data: Path, model_path: Path, alpha: float = 0.1) -> dict:
+    """PCK@alpha of a pose model on ``images/tfex_pose`` against ``pose_landmark_truth.csv``
+    (keypoints in pixels; reference size = max side of the truth keypoints' extent)."""
+    import csv
+
+    import cv2
+    import numpy as np
+
+    from edgekit.runtime.model import Model
+
+    folder = data / "images" / "tfex_pose"
+    truth = folder / "pose_landmark_truth.csv"
+    if not truth.is_file():
+        return {}
+    rows = list(csv.reader(truth.read_text().splitlines()))
+    model = Model.load(model_path, threads=2)
+    correct = labelled = 0
+    names = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpeg", ".jpg"))
+    per_image = {}
+    for row in rows[1:] if not rows[0][0].replace(".", "").isdigit() else rows:
+        vals = [float(v) for v in row if v.strip()]
+        if len(vals) < 34:
+            continue
+        gt = np.asarray(vals[:34], np.float64).reshape(17, 2)
+        idx = len(per_image)
+        img_path = names[idx]
+        rgb = cv2.cvtColor(cv2.imread(str(img_path)), cv2.COLOR_BGR2RGB)
+        h, w = rgb.shape[:2]
+        pred = model.predict(rgb, score_threshold=0.0)
+        kp = np.array([[k.x * w, k.y * h] for k in pred.poses[0].keypoints]) if pred.poses else None
+        ref = max(np.ptp(gt[:, 0]), np.ptp(gt[:, 1]))
+        ok = 0 if kp is None else int((np.linalg.norm(kp - gt, axis=1) <= alpha * ref).sum())
+        per_image[img_path.name] = ok / 17
+        correct += ok
+        labelled += 17
+    return {"PCK@0.1": correct / labelled if labelled else None, "per_image": per_image}
+
+
+# --------------------------------------------------------------------------------- install
+def stage_install(out: Path, assets: Path) -> None:
+    assets.mkdir(parents=True, exist_ok=True)
+    for task in ("detect", "pose"):
+        src = out / f"{task}_default.tflite"
+        shutil.copyfile(src, assets / src.name)
+        log(f"install: {assets / src.name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "default_models")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and a few steps (CI)")
+    ap.add_argument("--tasks", default="detect,pose", help="comma list of detect,pose")
+    ap.add_argument(
+        "--stages",
+        default="label,init,train,export,evaluate",
+        help="comma list of label,init,train,export,evaluate,install",
+    )
+    ap.add_argument("--det-epochs", type=int, default=None)
+    ap.add_argument("--pose-epochs", type=int, default=None)
+    ap.add_argument("--install-to", type=Path, default=ASSETS, help="where `install` copies to")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    data = args.data.resolve()
+    for need in (DET_TEACHER, POSE_TEACHER, BACKBONE_TFLITE, "coco128", "video/vtest.avi"):
+        if not (data / need).exists():
+            print(f"train_default_models: {data / need} not found (pass --data)", file=sys.stderr)
+            return 2
+    r = QUICK if args.quick else Recipe()
+    if args.det_epochs:
+        r = replace(r, det_epochs=args.det_epochs)
+    if args.pose_epochs:
+        r = replace(r, pose_epochs=args.pose_epochs)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    t0 = time.perf_counter()
+    if "label" in stages:
+        stage_label(data, out, r)
+    for task in tasks:
+        keras_path = out / f"run_{task}" / "best.keras"
+        if "init" in stages or "train" in stages:
+            init = stage_init(data, out, task, r)
+        if "train" in stages:
+            keras_path = stage_train(out, task, init, r)
+        if "export" in stages:
+            stage_export(data, out, task, keras_path, r)
+    if "evaluate" in stages:
+        report = stage_evaluate(data, out, r)
+        print(json.dumps({k: report[k] for k in ("detect_eval", "pose_eval", "bench")}, indent=2))
+    if "install" in stages:
+        stage_install(out, args.install_to)
+    log(f"done in {time.perf_counter() - t0:.0f} s -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
