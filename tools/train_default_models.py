@@ -113,7 +113,7 @@ def stage_label(data: Path, out: Path, r: Recipe) -> None:
     coco = read_dataset(data / "coco128", "yolo")
     train, val = split_dataset(coco, VAL_FRACTION, SEED)
     if r.max_labelled:
-        train, val = train.subset(range(r.max_labelled)), val.subset(range(2))
+        train, val = train.subset(range(r.max_labelled)), val.subset(range(r.max_labelled))
     det_dir = out / "data_detect"
     if not done(det_dir / "data.yaml"):
         log(f"label: detector teacher on {len(train)} coco128 train images + vtest frames")
@@ -137,7 +137,9 @@ def stage_label(data: Path, out: Path, r: Recipe) -> None:
     if not done(val_dir / "data.yaml"):
         crops = person_crops(val, min_size_px=r.crop_min_px, human=True)
         log(f"label: MoveNet teacher on {len(crops)} held-back person crops (pose GT)")
-        build_pose_dataset(val_dir, data / POSE_TEACHER, crops, size=r.crop_size)
+        build_pose_dataset(
+            val_dir, data / POSE_TEACHER, crops, size=r.crop_size, image_format="png"
+        )
 
 
 # ------------------------------------------------------------------------------------ init

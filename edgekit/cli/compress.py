@@ -8,7 +8,9 @@ import click
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--student", help="Student: a zoo classifier name (e.g. mobilenet_v2) or a .keras checkpoint.")
+@click.option(
+    "--student", help="Student: a zoo classifier name (e.g. mobilenet_v2) or a .keras checkpoint."
+)
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -20,14 +22,29 @@ import click
     help="Stages in order, e.g. distill,prune:0.5,qat  or  train,structured:0.5,int8 "
     "(train, distill, prune:S, structured:R, qat, int8, float16, dynamic), or a YAML file.",
 )
-@click.option("--teacher", help="Teacher for distill: any .tflite (e.g. an ImageNet classifier) or a .keras model.")
+@click.option(
+    "--teacher",
+    help="Teacher for distill: any .tflite (e.g. an ImageNet classifier) or a .keras model.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per training stage [10].")
-@click.option("--finetune-epochs", type=click.IntRange(min=1), help="Epochs of prune/structured/qat fine-tuning [= --epochs].")
-@click.option("--input-size", type=click.IntRange(min=16), help="Student input size in pixels [96].")
+@click.option(
+    "--finetune-epochs",
+    type=click.IntRange(min=1),
+    help="Epochs of prune/structured/qat fine-tuning [= --epochs].",
+)
+@click.option(
+    "--input-size", type=click.IntRange(min=16), help="Student input size in pixels [96]."
+)
 @click.option("--width", type=float, help="Student width multiplier (alpha) [0.35].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [32].")
-@click.option("--alpha", type=click.FloatRange(0, 1), help="Weight of the teacher's soft targets [0.9].")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), help="Distillation temperature [4].")
+@click.option(
+    "--alpha", type=click.FloatRange(0, 1), help="Weight of the teacher's soft targets [0.9]."
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Distillation temperature [4].",
+)
 @click.option("--seed", type=int, help="Seed for the split, initialization and shuffling [0].")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for latency measurement [1].")
 @click.option("--bench-runs", type=click.IntRange(min=1), help="Timed runs per stage [50].")

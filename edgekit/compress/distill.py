@@ -31,10 +31,10 @@ from edgekit.errors import DatasetError, UsageError
 __all__ = [
     "ClassifyData",
     "Distiller",
+    "accuracy",
     "load_classify_data",
     "logits_model",
     "teacher_targets",
-    "accuracy",
     "train_classifier",
 ]
 
@@ -82,10 +82,16 @@ class Distiller(keras.Model):
         if soft_loss not in ("kl", "mse"):
             raise UsageError(f"soft_loss must be 'kl' or 'mse', got {soft_loss!r}")
         if soft_loss == "mse" and hard_loss is None and alpha < 1.0:
-            raise UsageError("soft_loss='mse' needs hard_loss (the student's task loss) unless alpha=1")
+            raise UsageError(
+                "soft_loss='mse' needs hard_loss (the student's task loss) unless alpha=1"
+            )
         self.student = student
         self.net = logits_model(student) if soft_loss == "kl" else student
-        self.teacher = logits_model(teacher) if teacher is not None and soft_loss == "kl" else teacher
+        self.teacher = (
+            logits_model(teacher) if teacher is not None and soft_loss == "kl" else teacher
+        )
+        if self.teacher is not None:
+            self.teacher.trainable = False
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.soft_loss = soft_loss
@@ -103,17 +109,28 @@ class Distiller(keras.Model):
     def _split_targets(self, x: Any, y: Any) -> tuple[Any, Any]:
         if self.teacher is not None:
             target = self.teacher(x, training=False)
-            return y, keras.ops.stop_gradient(target) if not isinstance(target, (list, tuple)) else [
-                keras.ops.stop_gradient(t) for t in target
-            ]
+            return y, keras.ops.stop_gradient(target) if not isinstance(
+                target, (list, tuple)
+            ) else [keras.ops.stop_gradient(t) for t in target]
         if not isinstance(y, (list, tuple)) or len(y) != 2:
             raise UsageError("without a Keras teacher, y must be (labels, teacher_outputs)")
         return y[0], y[1]
 
     def compute_loss(
-        self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
     ) -> Any:
         ops = keras.ops
+        if self.alpha == 0.0 and self.soft_loss == "kl":  # hard targets only
+            labels = y[0] if isinstance(y, (list, tuple)) else y
+            hard, _ = self._kl_terms(labels, y_pred, y_pred)
+            self.hard_tracker.update_state(hard)
+            self.soft_tracker.update_state(0.0)
+            return hard
         labels, soft_target = self._split_targets(x, y)
         if self.soft_loss == "kl":
             hard, soft = self._kl_terms(labels, soft_target, y_pred)
@@ -121,7 +138,12 @@ class Distiller(keras.Model):
             preds = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
             targets = soft_target if isinstance(soft_target, (list, tuple)) else [soft_target]
             soft = ops.mean(
-                ops.stack([ops.mean(ops.square(ops.cast(t, "float32") - p)) for p, t in zip(preds, targets, strict=True)])
+                ops.stack(
+                    [
+                        ops.mean(ops.square(ops.cast(t, "float32") - p))
+                        for p, t in zip(preds, targets, strict=True)
+                    ]
+                )
             )
             hard = self.hard_loss(labels, y_pred) if self.hard_loss is not None else ops.zeros(())
         self.hard_tracker.update_state(hard)
@@ -173,12 +195,13 @@ def load_classify_data(
 ) -> ClassifyData:
     """An image-folder dataset as arrays, preprocessed as ``spec`` says (the runtime's resize
     and normalization), split like :func:`edgekit.eval.evaluate_model` splits it."""
+    from edgekit.compress.teacher import read_rgb
     from edgekit.eval.predict import load_eval_dataset
     from edgekit.export.representative import float_preprocessor
 
-    from edgekit.compress.teacher import read_rgb
-
-    ds = load_eval_dataset(root, "folder", split=split, val_fraction=val_fraction, seed=seed, max_images=max_images)
+    ds = load_eval_dataset(
+        root, "folder", split=split, val_fraction=val_fraction, seed=seed, max_images=max_images
+    )
     prep = float_preprocessor(spec)
     xs, ys, paths, flips = [], [], [], []
     for rec in ds.images:
@@ -201,12 +224,18 @@ def load_classify_data(
 
 
 def teacher_targets(
-    teacher: Any, data: ClassifyData, cache: Any, probe: Callable[[np.ndarray], np.ndarray] | None = None
+    teacher: Any,
+    data: ClassifyData,
+    cache: Any,
+    probe: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Teacher logits for every row of ``data`` (flipped rows use the mirrored image), cached;
     mapped through ``probe`` when the teacher's classes differ from the student's."""
     out = np.stack(
-        [cache.get(teacher, p, "flip" if f else "") for p, f in zip(data.paths, data.flipped, strict=True)]
+        [
+            cache.get(teacher, p, "flip" if f else "")
+            for p, f in zip(data.paths, data.flipped, strict=True)
+        ]
     )
     return probe(out) if probe is not None else out
 
@@ -251,7 +280,13 @@ def train_classifier(
         num = int(student.outputs[0].shape[-1])
         y = (data.y, np.zeros((len(data), num), np.float32))
     hist = model.fit(
-        data.x, y, epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=list(callbacks), verbose=verbose
+        data.x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        callbacks=list(callbacks),
+        verbose=verbose,
     )
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 

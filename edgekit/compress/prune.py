@@ -30,12 +30,14 @@ __all__ = [
     "magnitude_prune",
     "prune_finetune",
     "sparsity_report",
-    "to_tf_keras",
     "tfmot",
+    "to_tf_keras",
     "verify_twins",
 ]
 
-_MULTI_INPUT = frozenset({"Add", "Multiply", "Concatenate", "Subtract", "Average", "Maximum", "Minimum"})
+_MULTI_INPUT = frozenset(
+    {"Add", "Multiply", "Concatenate", "Subtract", "Average", "Maximum", "Minimum"}
+)
 _DROP_KEYS = {"dtype", "kernel_initializer", "bias_initializer", "depthwise_initializer",
               "beta_initializer", "gamma_initializer", "moving_mean_initializer",
               "moving_variance_initializer", "kernel_regularizer", "bias_regularizer",
@@ -85,7 +87,9 @@ def _tf_layer(tfk: Any, layer: Any) -> Any:
 def _inbound(layer: Any) -> list[Any]:
     nodes = layer._inbound_nodes
     if len(nodes) != 1:
-        raise UsageError(f"layer {layer.name!r} is shared or unused ({len(nodes)} calls); cannot translate")
+        raise UsageError(
+            f"layer {layer.name!r} is shared or unused ({len(nodes)} calls); cannot translate"
+        )
     return list(nodes[0].input_tensors)
 
 
@@ -96,7 +100,11 @@ def to_tf_keras(model: Any, *, check: bool = True) -> Any:
     tensors: dict[int, Any] = {}
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer":
-            shape = tuple(layer.batch_shape[1:]) if hasattr(layer, "batch_shape") else tuple(layer.output.shape[1:])
+            shape = (
+                tuple(layer.batch_shape[1:])
+                if hasattr(layer, "batch_shape")
+                else tuple(layer.output.shape[1:])
+            )
             t = tfk.Input(shape=shape, name=layer.name)
             tensors[id(layer.output)] = t
             continue
@@ -106,7 +114,9 @@ def to_tf_keras(model: Any, *, check: bool = True) -> Any:
         out = new(arg)
         tensors[id(layer.output)] = out
     twin = tfk.Model(
-        [tensors[id(t)] for t in model.inputs], [tensors[id(t)] for t in model.outputs], name=model.name
+        [tensors[id(t)] for t in model.inputs],
+        [tensors[id(t)] for t in model.outputs],
+        name=model.name,
     )
     if len(model.outputs) == 1:
         twin = tfk.Model(twin.inputs, twin.outputs[0], name=model.name)
@@ -126,9 +136,13 @@ def verify_twins(a: Any, b: Any, *, atol: float = 1e-4, seed: int = 0) -> float:
     ya, yb = a(x, training=False), b(x, training=False)
     ya = ya if isinstance(ya, (list, tuple)) else [ya]
     yb = yb if isinstance(yb, (list, tuple)) else [yb]
-    diff = max(float(np.max(np.abs(np.asarray(p) - np.asarray(q)))) for p, q in zip(ya, yb, strict=True))
+    diff = max(
+        float(np.max(np.abs(np.asarray(p) - np.asarray(q)))) for p, q in zip(ya, yb, strict=True)
+    )
     if diff > atol:
-        raise UsageError(f"Keras 3 and tf-keras copies of {a.name!r} differ by {diff:g} (> {atol:g})")
+        raise UsageError(
+            f"Keras 3 and tf-keras copies of {a.name!r} differ by {diff:g} (> {atol:g})"
+        )
     return diff
 
 
@@ -140,7 +154,9 @@ def copy_weights_back(tf_model: Any, model: Any) -> Any:
             continue
         src = tf_model.get_layer(layer.name).get_weights()
         if [x.shape for x in src] != [x.shape for x in w]:
-            raise UsageError(f"layer {layer.name!r}: twin weights {[x.shape for x in src]} != {[x.shape for x in w]}")
+            raise UsageError(
+                f"layer {layer.name!r}: twin weights {[x.shape for x in src]} != {[x.shape for x in w]}"
+            )
         layer.set_weights(src)
     return model
 
@@ -183,7 +199,9 @@ def magnitude_prune(
     freq = frequency or max(1, span // 10)
     s = mot.sparsity.keras
     if schedule == "polynomial":
-        sched = s.PolynomialDecay(initial_sparsity, target_sparsity, begin_step, end_step, frequency=freq)
+        sched = s.PolynomialDecay(
+            initial_sparsity, target_sparsity, begin_step, end_step, frequency=freq
+        )
     elif schedule == "constant":
         sched = s.ConstantSparsity(target_sparsity, begin_step, end_step=end_step, frequency=freq)
     else:
@@ -219,7 +237,7 @@ def sparsity_report(model: Any) -> dict[str, float]:
         k = np.asarray(kernel)
         z = int((k == 0).sum())
         out[inner.name] = z / k.size
-        if getattr(inner, "depthwise_kernel", None) is None:
+        if "Depthwise" not in type(inner).__name__:
             zeros += z
             total += k.size
     out["total"] = zeros / total if total else 0.0
@@ -251,7 +269,9 @@ def prune_finetune(
     tf.random.set_seed(seed)
     twin = to_tf_keras(model)
     steps = int(np.ceil(len(x) / batch_size)) * epochs
-    setup = magnitude_prune(twin, target_sparsity, end_step=max(1, (2 * steps) // 3), schedule=schedule)
+    setup = magnitude_prune(
+        twin, target_sparsity, end_step=max(1, (2 * steps) // 3), schedule=schedule
+    )
     setup.model.compile(optimizer=tfk.optimizers.Adam(learning_rate), loss=loss)
     setup.model.fit(
         x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,

@@ -44,7 +44,9 @@ def post_training(
     from edgekit.export.tflite import ExportConfig, export_model
 
     if format not in ("int8", "dynamic", "float16", "float32"):
-        raise UsageError(f"post-training format must be int8, dynamic, float16 or float32, got {format!r}")
+        raise UsageError(
+            f"post-training format must be int8, dynamic, float16 or float32, got {format!r}"
+        )
     config = ExportConfig(
         format=format,
         out=out,
@@ -125,7 +127,9 @@ def export_qat(
         with contextlib.redirect_stdout(io.StringIO()):
             flatbuffer = converter.convert()
     except Exception as exc:  # the converter raises many unrelated types
-        raise ExportError(f"QAT conversion failed: {str(exc).strip().splitlines()[-1][:500]}") from exc
+        raise ExportError(
+            f"QAT conversion failed: {str(exc).strip().splitlines()[-1][:500]}"
+        ) from exc
     graph = read_tflite(flatbuffer)
     validate(graph, fmt, io_dtype=io_dtype)
     final = finalize_spec(spec, graph, labels=labels, export_format="int8-qat")
@@ -142,7 +146,11 @@ class QuantError:
     images: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"outputs": self.outputs, "top1_agreement": self.top1_agreement, "images": self.images}
+        return {
+            "outputs": self.outputs,
+            "top1_agreement": self.top1_agreement,
+            "images": self.images,
+        }
 
 
 def quant_error(
@@ -164,7 +172,12 @@ def quant_error(
         q = qm.dequantize(qm.invoke(qm.preprocess(img)[0]))
         if len(f) != len(q):
             raise UsageError(f"{float_path} and {quant_path} have different outputs")
-        errs.append([np.asarray(b, np.float32) - np.asarray(a, np.float32) for a, b in zip(f, q, strict=True)])
+        errs.append(
+            [
+                np.asarray(b, np.float32) - np.asarray(a, np.float32)
+                for a, b in zip(f, q, strict=True)
+            ]
+        )
         refs.append([np.asarray(a, np.float32) for a in f])
         if fm.spec.task == "classify":
             agree.append(int(np.argmax(f[0]) == np.argmax(q[0])))

@@ -11,7 +11,12 @@ A recipe is a comma-separated list (or a YAML file with ``stages:`` and any
 - ``prune:S``: magnitude pruning to sparsity S with fine-tuning (TFMOT, tf-keras twin);
 - ``structured:R``: remove a fraction R of the expansion channels (L1), then fine-tune;
 - ``qat``: quantization-aware fine-tuning, exported as int8;
-- ``int8`` / ``float16`` / ``dynamic``: post-training quantization through edgekit.export.
+- ``int8`` / ``float16`` / ``dynamic``: post-training quantization through edgekit.export; these
+  only export and measure (the float model goes on to the next stage), so ``int8,qat`` compares
+  PTQ with QAT, and ``prune:0.5,int8`` measures the pruned model quantized.
+
+Training stages also save the Keras model (``NN_stage.keras``), usable as ``--student`` of a
+later run.
 
 After every stage the model is exported (float32 for training stages), and the artifact is
 evaluated through :func:`edgekit.eval.evaluate_model` (top-1 on the validation split that
@@ -83,10 +88,9 @@ def parse_recipe(text: str | Sequence[str]) -> tuple[Stage, ...]:
         stages.append(Stage(name, value))
     if not stages:
         raise UsageError("the recipe has no stages")
-    for i, s in enumerate(stages):
-        later = stages[i + 1 :]
-        if s.name in ("qat", *EXPORT_STAGES) and any(t.name in (*TRAIN_STAGES, "qat") for t in later):
-            raise UsageError(f"recipe: {s.label} quantizes the model, so it must come after every training stage")
+    qat = [i for i, s in enumerate(stages) if s.name == "qat"]
+    if qat and qat[0] != len(stages) - 1:
+        raise UsageError("recipe: qat must be the last stage (it ends with the int8 model)")
     return tuple(stages)
 
 
@@ -236,22 +240,35 @@ def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) ->
     from edgekit.eval.classify import is_image_folder, read_image_folder
 
     if not is_image_folder(config.data):
-        raise UsageError(f"{config.data}: the recipe runner needs an image-folder dataset (ROOT/<class>/<image>)")
+        raise UsageError(
+            f"{config.data}: the recipe runner needs an image-folder dataset (ROOT/<class>/<image>)"
+        )
     names = read_image_folder(config.data).class_names
     keras.utils.set_random_seed(config.seed)
     model, spec, trained = _student(config, len(names))
     first = config.stages[0].name
     if not trained and first not in ("train", "distill"):
-        raise UsageError(f"{config.student} is untrained: start the recipe with train or distill, not {first}")
+        raise UsageError(
+            f"{config.student} is untrained: start the recipe with train or distill, not {first}"
+        )
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     train = load_classify_data(
-        config.data, spec, split="train", val_fraction=config.val_fraction, seed=config.seed, flip=config.flip
+        config.data,
+        spec,
+        split="train",
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        flip=config.flip,
     )
     state = _State(model, spec, tuple(names), train)
     results: list[StageResult] = []
     if trained:
-        results.append(_measure(config, state, Stage("input"), "float32", time.perf_counter(), {}, log))
+        results.append(
+            _measure(
+                config, state, Stage("input"), "float32", time.perf_counter(), {}, log, index=0
+            )
+        )
     qmodel = None
     for i, stage in enumerate(config.stages):
         t0 = time.perf_counter()
@@ -275,7 +292,10 @@ def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) ->
             fmt = "int8-qat"
         else:
             fmt = stage.name
-        results.append(_measure(config, state, stage, fmt, t0, details, log, qmodel=qmodel if fmt == "int8-qat" else None))
+        qm = qmodel if fmt == "int8-qat" else None
+        results.append(
+            _measure(config, state, stage, fmt, t0, details, log, qmodel=qm, index=len(results))
+        )
         write_report(results, out, config)
     return results
 
@@ -301,7 +321,9 @@ def _train_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[st
             probe = LinearProbe.fit(raw[sel], state.train.y[sel], n, l2=1e-2)
             logits = probe(raw)
             details["probe"] = f"linear probe {raw.shape[1]} -> {n} classes"
-            details["teacher_train_top1"] = float((logits[sel].argmax(1) == state.train.y[sel]).mean())
+            details["teacher_train_top1"] = float(
+                (logits[sel].argmax(1) == state.train.y[sel]).mean()
+            )
         else:
             logits = raw
         details.update(teacher=str(config.teacher), alpha=config.alpha, temperature=config.temperature,
@@ -360,6 +382,7 @@ def _measure(
     details: dict[str, Any],
     log: Callable[[str], None],
     qmodel: Any = None,
+    index: int = 0,
 ) -> StageResult:
     from edgekit.bench.latency import BenchConfig, bench_models
     from edgekit.compress.prune import sparsity_report
@@ -367,30 +390,42 @@ def _measure(
     from edgekit.compress.structured import param_count
     from edgekit.eval.predict import EvalConfig, evaluate_model
 
-    idx = len(list(config.out.glob("*.tflite")))
-    stem = f"{idx:02d}_{stage.label.replace(':', '_')}"
+    stem = f"{index:02d}_{stage.label.replace(':', '_')}"
     calib = dict(calib_dir=config.data, calib_samples=config.calib_samples)
     if qmodel is not None:
-        path = export_qat(qmodel, state.spec, config.out / f"{stem}_int8.tflite", labels=state.labels, **calib)
+        path = export_qat(
+            qmodel, state.spec, config.out / f"{stem}_int8.tflite", labels=state.labels, **calib
+        )
     else:
         suffix = "" if fmt == "float32" else f"_{fmt}"
         extra = calib if fmt == "int8" else {}
         path = post_training(
-            state.model, state.spec, config.out / f"{stem}{suffix}.tflite", format=fmt, labels=state.labels, **extra
+            state.model,
+            state.spec,
+            config.out / f"{stem}{suffix}.tflite",
+            format=fmt,
+            labels=state.labels,
+            **extra,
         ).path
     if fmt == "float32":
         state.float_artifact = path
+        if stage.name in TRAIN_STAGES:
+            state.model.save(config.out / f"{stem}.keras")
     elif state.float_artifact is not None and fmt in ("int8", "int8-qat"):
         from edgekit.compress.teacher import read_rgb
 
         val = _val_images(config)
-        details["quant_error"] = quant_error(state.float_artifact, path, [read_rgb(p) for p in val]).to_dict()
+        details["quant_error"] = quant_error(
+            state.float_artifact, path, [read_rgb(p) for p in val]
+        ).to_dict()
     ev = evaluate_model(
         EvalConfig(model=path, data=config.data, format="folder", split="val",
                    val_fraction=config.val_fraction, seed=config.seed, threads=config.threads)
     )  # fmt: skip
     bench = bench_models(
-        BenchConfig(models=(str(path),), runs=config.bench_runs, warmup=5, threads=(config.threads,))
+        BenchConfig(
+            models=(str(path),), runs=config.bench_runs, warmup=5, threads=(config.threads,)
+        )
     )[0]
     sp = sparsity_report(state.model)
     result = StageResult(
@@ -417,5 +452,7 @@ def _measure(
 def _val_images(config: CompressConfig, limit: int = 32) -> list[Path]:
     from edgekit.eval.predict import load_eval_dataset
 
-    ds = load_eval_dataset(config.data, "folder", split="val", val_fraction=config.val_fraction, seed=config.seed)
+    ds = load_eval_dataset(
+        config.data, "folder", split="val", val_fraction=config.val_fraction, seed=config.seed
+    )
     return [r.path for r in ds.images[:limit]]

@@ -58,7 +58,9 @@ def plot(results: Sequence[Any], path: str | Path, title: str = "edgekit compres
     ys = [r.accuracy for r in results]
     ax.plot(xs, ys, color="0.7", linewidth=1, zorder=1)
     for r in results:
-        ax.scatter(r.latency_ms, r.accuracy, s=40 + 600 * r.size_bytes / biggest, alpha=0.6, zorder=2)
+        ax.scatter(
+            r.latency_ms, r.accuracy, s=40 + 600 * r.size_bytes / biggest, alpha=0.6, zorder=2
+        )
         ax.annotate(
             f"{r.stage}\n{r.size_bytes / 1e3:.0f} kB", (r.latency_ms, r.accuracy),
             textcoords="offset points", xytext=(6, 6), fontsize=8,
@@ -74,11 +76,16 @@ def plot(results: Sequence[Any], path: str | Path, title: str = "edgekit compres
     return out
 
 
-def write_report(results: Sequence[Any], out_dir: str | Path, config: Any = None) -> dict[str, Path]:
+def write_report(
+    results: Sequence[Any], out_dir: str | Path, config: Any = None
+) -> dict[str, Path]:
     """Write report.json, report.md and report.png into ``out_dir``; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = {"config": _jsonable(config) if config is not None else None, "stages": _jsonable(list(results))}
+    data = {
+        "config": _jsonable(config) if config is not None else None,
+        "stages": _jsonable(list(results)),
+    }
     js = out / "report.json"
     js.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     lines = ["# Compression report", ""]

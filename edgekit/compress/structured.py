@@ -52,7 +52,7 @@ class ChannelPlan:
 
 
 def _round(n: float, divisor: int, minimum: int) -> int:
-    return max(minimum, int(round(n / divisor)) * divisor)
+    return max(minimum, round(n / divisor) * divisor)
 
 
 def plan_channels(
@@ -87,11 +87,15 @@ def plan_channels(
 def _inputs_of(layer: Any) -> list[Any]:
     nodes = layer._inbound_nodes
     if len(nodes) != 1:
-        raise UsageError(f"layer {layer.name!r} is shared ({len(nodes)} calls); cannot prune channels")
+        raise UsageError(
+            f"layer {layer.name!r} is shared ({len(nodes)} calls); cannot prune channels"
+        )
     return list(nodes[0].input_tensors)
 
 
-def _propagate(model: Any, plan: ChannelPlan) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _propagate(
+    model: Any, plan: ChannelPlan
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per layer: kept input channels (``ins``) and kept output channels (``outs``)."""
     tensor_keep: dict[int, np.ndarray | None] = {}
     ins: dict[str, np.ndarray] = {}
@@ -111,14 +115,16 @@ def _propagate(model: Any, plan: ChannelPlan) -> tuple[dict[str, np.ndarray], di
         k_in = pruned_in[0] if pruned_in else None
         if k_in is not None:
             ins[layer.name] = k_in
-        if isinstance(layer, keras.layers.DepthwiseConv2D) or isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization)):
             k_out = k_in
         elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
             k_out = plan.keep.get(layer.name)
         elif cls in _PASS:
             k_out = k_in
         elif k_in is not None:
-            raise UsageError(f"pruned channels reach {layer.name!r} ({cls}), which cannot be sliced")
+            raise UsageError(
+                f"pruned channels reach {layer.name!r} ({cls}), which cannot be sliced"
+            )
         else:
             k_out = None
         if k_out is not None:
@@ -127,7 +133,9 @@ def _propagate(model: Any, plan: ChannelPlan) -> tuple[dict[str, np.ndarray], di
     return ins, outs
 
 
-def _slice(layer: Any, weights: list[np.ndarray], k_in: np.ndarray | None, k_out: np.ndarray | None) -> list[np.ndarray]:
+def _slice(
+    layer: Any, weights: list[np.ndarray], k_in: np.ndarray | None, k_out: np.ndarray | None
+) -> list[np.ndarray]:
     if isinstance(layer, keras.layers.BatchNormalization):
         return [w[k_in] for w in weights] if k_in is not None else weights
     if isinstance(layer, keras.layers.DepthwiseConv2D):
@@ -169,18 +177,19 @@ def prune_channels(
     def clone(layer: Any) -> Any:
         cfg = layer.get_config()
         if layer.name in plan.keep:
-            cfg["filters" if "filters" in cfg else "units"] = int(len(plan.keep[layer.name]))
+            cfg["filters" if "filters" in cfg else "units"] = len(plan.keep[layer.name])
         return type(layer).from_config(cfg)
 
     thin = keras.models.clone_model(model, clone_function=clone)
     for layer in model.layers:
         w = layer.get_weights()
         if w:
-            thin.get_layer(layer.name).set_weights(_slice(layer, w, ins.get(layer.name), outs.get(layer.name)))
+            thin.get_layer(layer.name).set_weights(
+                _slice(layer, w, ins.get(layer.name), outs.get(layer.name))
+            )
     return thin, plan
 
 
 def param_count(model: Any) -> int:
     """Number of parameters (trainable and not)."""
     return int(sum(int(np.prod(w.shape)) for w in model.weights))
-

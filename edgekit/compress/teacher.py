@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,7 +207,12 @@ class LinearProbe:
             g = (p - onehot) / n
             w -= lr * (z.T @ g + l2 * w)
             b -= lr * g.sum(0)
-        return cls(mean.astype(np.float32), std.astype(np.float32), w.astype(np.float32), b.astype(np.float32))
+        return cls(
+            mean.astype(np.float32),
+            std.astype(np.float32),
+            w.astype(np.float32),
+            b.astype(np.float32),
+        )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((np.asarray(x, np.float32) - self.mean) / self.std) @ self.w + self.b
@@ -323,7 +328,9 @@ def pseudo_label(
         records = []
         for i, p in enumerate(images):
             w, h = read_image_size(p)
-            records.append(ImageRecord(Path(p), w, h, np.zeros((0, 4)), np.zeros(0), image_id=i + 1))
+            records.append(
+                ImageRecord(Path(p), w, h, np.zeros((0, 4)), np.zeros(0), image_id=i + 1)
+            )
     out = []
     for rec in records:
         result = _decoded(teacher, rec.path, score_threshold, cache)
@@ -361,7 +368,9 @@ def pseudo_label(
                     rec.height,
                     np.asarray(boxes, np.float32).reshape(-1, 4),
                     np.full(len(boxes), person, np.int64),
-                    keypoints=np.asarray(kps, np.float32).reshape(len(kps), -1, 3) if kps else np.zeros((0, 17, 3), np.float32),
+                    keypoints=np.asarray(kps, np.float32).reshape(len(kps), -1, 3)
+                    if kps
+                    else np.zeros((0, 17, 3), np.float32),
                     image_id=rec.image_id,
                 )
             )
@@ -388,15 +397,12 @@ def _decoded(teacher: TFLiteTeacher, path: Path, score: float, cache: TeacherCac
         cache.misses += 1
     pred = teacher.predict(read_rgb(path), score_threshold=score)
     if teacher.spec.task == "detect":
-        result = [([float(v) for v in d.box], d.label or "", float(d.score)) for d in pred.detections]
+        result = [
+            ([float(v) for v in d.box], d.label or "", float(d.score)) for d in pred.detections
+        ]
     else:
         result = [[[k.x, k.y, k.score] for k in p.keypoints] for p in pred.poses]
     if f is not None:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(result))
     return result
-
-
-def iter_batches(items: Sequence[Any], batch: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), batch):
-        yield items[i : i + batch]

@@ -253,7 +253,7 @@ def _op_reason(graph: TFLiteGraph, g: SubgraphInfo, op: OperatorInfo) -> tuple[b
 
 
 def _dataflow(g: SubgraphInfo) -> tuple[list[list[int]], list[bool]]:
-    """Per op: the ops producing its inputs, and whether a conv/FC layer depends on it."""
+    """Per op: the ops producing its inputs, and whether a convolution depends on it."""
     producer: dict[int, int] = {}
     for op in g.operators:
         for t in op.outputs:
@@ -269,7 +269,7 @@ def _dataflow(g: SubgraphInfo) -> tuple[list[list[int]], list[bool]]:
 
 def post_processing_ops(g: SubgraphInfo) -> frozenset[int]:
     """Indices of the post-processing tail: NMS / detection post-processing ops and every op
-    no convolution or fully-connected layer depends on (decode arithmetic, argmax, ...)."""
+    no convolution depends on (decode arithmetic, argmax, ...)."""
     _, feeds_compute = _dataflow(g)
     return frozenset(
         op.index for op in g.operators if not feeds_compute[op.index] or op.op in TAIL_START_OPS
@@ -285,7 +285,7 @@ def check_edgetpu(model: TFLiteGraph | bytes | str | os.PathLike[str]) -> dict[s
     subgraph; ``"unmappable"`` for an unsupported op in the middle of the network (the
     compiler cuts the graph there: ``first_unmappable``); ``"cpu"`` for ops that depend on an
     unmapped op (one Edge TPU subgraph only); ``"cpu_tail"`` for unmapped post-processing
-    (NMS, detection post-process, decode ops no convolution/FC depends on).
+    (NMS, detection post-process, decode ops no convolution depends on).
 
     Returns ``{"mappable_ops", "total_ops", "first_unmappable": {"index", "op", "reason"} |
     None, "ops": [per-op dicts], "compiled", "edgetpu_ready"}``.

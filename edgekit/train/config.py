@@ -41,6 +41,8 @@ class TrainConfig:
     - ``bn_momentum``: BatchNorm moving-average momentum; None = auto: the zoo's 0.99, lowered
       for short runs to ``1 - 20 / total_steps`` (at least 0.5) so the moving statistics that
       validation and export use catch up with the weights within the run.
+    - ``sync_bn``: BatchNorm statistics over the global batch (all replicas) instead of each
+      replica's share; matters when the per-replica batch is small.
     - ``eager``: run eagerly (no graph tracing): slower per step, but no 20-60 s trace up front;
       for tiny debugging runs and tests.
     """
@@ -73,6 +75,7 @@ class TrainConfig:
     progress: str = "auto"
     metric_max_images: int = 200
     bn_momentum: float | None = None
+    sync_bn: bool = False
     eager: bool = False
 
     def __post_init__(self) -> None:

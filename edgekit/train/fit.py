@@ -118,9 +118,11 @@ def freeze_layers(model: Any, blocks: dict[str, int], freeze: str) -> int:
     return n
 
 
-def set_bn_momentum(model: Any, momentum: float | None, total_steps: int) -> float:
-    """Set every BatchNormalization's momentum (None = auto, see ``TrainConfig.bn_momentum``);
-    returns the value used."""
+def set_bn_momentum(
+    model: Any, momentum: float | None, total_steps: int, *, synchronized: bool = False
+) -> float:
+    """Set every BatchNormalization's momentum (None = auto, see ``TrainConfig.bn_momentum``)
+    and whether its batch statistics are all-reduced over replicas; returns the momentum."""
     import keras
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -129,6 +131,7 @@ def set_bn_momentum(model: Any, momentum: float | None, total_steps: int) -> flo
         momentum = min(zoo, max(0.5, 1.0 - 20.0 / max(total_steps, 1)))
     for b in bns:
         b.momentum = float(momentum)
+        b.synchronized = bool(synchronized)
     return float(momentum)
 
 
@@ -362,7 +365,9 @@ def train(
         if config.freeze:
             n = freeze_layers(model, backbone_layer_blocks(entry, size), config.freeze)
             echo(f"edgekit train: froze {n} layers ({config.freeze})")
-        set_bn_momentum(model, config.bn_momentum, total_steps)
+        set_bn_momentum(
+            model, config.bn_momentum, total_steps, synchronized=config.sync_bn and replicas > 1
+        )
         metrics = ["accuracy"] if kind == "classify" else None
         model.compile(
             optimizer=optimizer,

@@ -50,7 +50,9 @@ class _Scalar(keras.losses.Loss):
 @keras.saving.register_keras_serializable(package="edgekit")
 class SSDClassLoss(_Scalar):
     """Sigmoid focal loss on ``class_logits`` (B, A, C+1); y_true (B, A, 1): 0 background,
-    c+1 class c, -1 ignored. Sum over anchors and columns / number of positive anchors."""
+    c+1 class c, -1 ignored. As in RetinaNet, a background anchor is one whose class columns
+    are all 0; column 0 (which the decoder drops after the sigmoid) is left out of the loss.
+    Sum over anchors and class columns / number of positive anchors."""
 
     def __init__(
         self, alpha: float = 0.25, gamma: float = 2.0, name: str = "ssd_class", **kw: Any
@@ -70,7 +72,7 @@ class SSDClassLoss(_Scalar):
         a_t = self.alpha * target + (1 - self.alpha) * (1 - target)
         loss = a_t * ops.power(1.0 - p_t, self.gamma) * ce * valid
         num_pos = ops.maximum(ops.sum(_f32(cls > 0)), 1.0)
-        return ops.sum(loss) / num_pos
+        return ops.sum(loss[..., 1:]) / num_pos  # the background column is not trained
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}

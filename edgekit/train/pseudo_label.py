@@ -56,7 +56,8 @@ def _write_rgb(path: Path, image: np.ndarray, quality: int = 92) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() == ".jpg" else []
+    if not cv2.imwrite(str(path), bgr, params):
         raise DatasetError(f"{path}: cannot write image")
 
 
@@ -239,6 +240,7 @@ def build_pose_dataset(
     enlarge: float = 1.3,
     keypoint_threshold: float = 0.3,
     min_keypoints: int = 5,
+    image_format: str = "jpg",
     threads: int | None = None,
 ) -> Dataset:
     """Write square person crops (``size`` px) labelled by the pose ``teacher`` as a YOLO-pose
@@ -246,8 +248,11 @@ def build_pose_dataset(
 
     The teacher runs on the crop itself. Keypoints scoring below ``keypoint_threshold`` are
     unlabelled (visibility 0); crops with fewer than ``min_keypoints`` labelled are skipped.
-    The box of each crop is the source person box mapped into the crop.
+    The box of each crop is the source person box mapped into the crop. ``image_format``
+    "png" keeps the crops lossless (so the teacher, re-run on them, reproduces its labels).
     """
+    if image_format not in ("jpg", "png"):
+        raise UsageError(f"image_format must be jpg or png, got {image_format!r}")
     from edgekit.data.yolo_txt import write_yolo
 
     out = Path(out_dir)
@@ -284,7 +289,7 @@ def build_pose_dataset(
             np.float32,
         ).clip(0.0, 1.0)
         kps = np.concatenate([kp[:, :2].clip(0.0, 1.0), vis[:, None]], axis=1)
-        name = f"{len(records):05d}_{'h' if crop.human else 't'}_{crop.path.stem}.jpg"
+        name = f"{len(records):05d}_{'h' if crop.human else 't'}_{crop.path.stem}.{image_format}"
         target = img_dir / name
         _write_rgb(target, patch)
         records.append(

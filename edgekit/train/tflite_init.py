@@ -73,7 +73,9 @@ def backbone_conv_layers(model: Any) -> list[Any]:
     """The zoo MobileNetV2 backbone's Conv2D/DepthwiseConv2D layers of ``model``, graph order."""
     import re
 
-    pat = re.compile(r"^(Conv1|expanded_conv_(depthwise|project)|block_\d+_(expand|depthwise|project)|Conv_1)$")
+    pat = re.compile(
+        r"^(Conv1|expanded_conv_(depthwise|project)|block_\d+_(expand|depthwise|project)|Conv_1)$"
+    )
     return [layer for layer in model.layers if pat.match(layer.name)]
 
 

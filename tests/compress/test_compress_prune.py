@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tensorflow_model_optimization")
 
-import keras  # noqa: E402
+import keras
 
-from edgekit.compress.prune import (  # noqa: E402
+from edgekit.compress.prune import (
     copy_weights_back,
     magnitude_prune,
     prune_finetune,
@@ -20,14 +20,14 @@ from edgekit.compress.prune import (  # noqa: E402
     to_tf_keras,
     verify_twins,
 )
-from edgekit.compress.structured import (  # noqa: E402
+from edgekit.compress.structured import (
     expansion_layers,
     param_count,
     plan_channels,
     prune_channels,
 )
-from edgekit.errors import UsageError  # noqa: E402
-from edgekit.zoo.registry import create_model, get_entry  # noqa: E402
+from edgekit.errors import UsageError
+from edgekit.zoo.registry import create_model, get_entry
 
 
 def _model(name="mobilenet_v2", size=32, **kw):
@@ -46,7 +46,7 @@ def test_twin_matches_zoo_tf_keras_build_and_outputs():
 
     model = _model()
     twin = to_tf_keras(model)
-    assert [l.name for l in twin.layers] == [l.name for l in model.layers]
+    assert [x.name for x in twin.layers] == [x.name for x in model.layers]
     zoo_twin = create_model("mobilenet_v2", num_classes=3, input_size=32, width=0.35, km=tf_keras)
     zoo_twin.set_weights(model.get_weights())
     assert verify_twins(model, zoo_twin) == 0.0
@@ -99,7 +99,10 @@ def test_structured_ratio_zero_is_exact_and_half_is_thinner():
     assert names and set(plan.keep) == set(names)
     for name in names:
         assert thin.get_layer(name).filters == plan.after[name] <= plan.before[name]
-        assert thin.get_layer(name.replace("_expand", "_depthwise")).kernel.shape[2] == plan.after[name]
+        assert (
+            thin.get_layer(name.replace("_expand", "_depthwise")).kernel.shape[2]
+            == plan.after[name]
+        )
     assert param_count(thin) < 0.8 * param_count(model)
     assert thin.outputs[0].shape == model.outputs[0].shape
 

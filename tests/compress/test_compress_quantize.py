@@ -8,13 +8,13 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tensorflow_model_optimization")
 
-import keras  # noqa: E402
+import keras
 
-from edgekit.compress.quantize import export_qat, post_training, qat, quant_error  # noqa: E402
-from edgekit.errors import UsageError  # noqa: E402
-from edgekit.runtime.flatbuffer import read_tflite  # noqa: E402
-from edgekit.runtime.model import Model  # noqa: E402
-from edgekit.zoo.registry import create_model, get_entry  # noqa: E402
+from edgekit.compress.quantize import export_qat, post_training, qat, quant_error
+from edgekit.errors import UsageError
+from edgekit.runtime.flatbuffer import read_tflite
+from edgekit.runtime.model import Model
+from edgekit.zoo.registry import create_model, get_entry
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,9 @@ def model_and_spec():
 def test_int8_ptq_is_much_smaller_and_close_to_float(model_and_spec, image_folder, tmp_path):
     model, spec = model_and_spec
     f32 = post_training(model, spec, tmp_path / "f.tflite", format="float32").path
-    q = post_training(model, spec, tmp_path / "q.tflite", calib_dir=image_folder / "red", calib_samples=8)
+    q = post_training(
+        model, spec, tmp_path / "q.tflite", calib_dir=image_folder / "red", calib_samples=8
+    )
     assert q.spec.input_dtype == "uint8" and q.spec.labels == ("red", "green", "blue")
     assert f32.stat().st_size / q.path.stat().st_size > 3.0
     images = [np.random.default_rng(i).integers(0, 255, (40, 40, 3), np.uint8) for i in range(4)]
@@ -44,7 +46,9 @@ def test_qat_exports_a_full_integer_model_with_spec(model_and_spec, image_folder
     rng = np.random.default_rng(0)
     x, y = rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32), rng.integers(0, 3, 16)
     qmodel = qat(model, x, y, epochs=1, batch_size=8)
-    path = export_qat(qmodel, spec, tmp_path / "qat.tflite", calib_dir=image_folder / "blue", calib_samples=4)
+    path = export_qat(
+        qmodel, spec, tmp_path / "qat.tflite", calib_dir=image_folder / "blue", calib_samples=4
+    )
     graph = read_tflite(path.read_bytes())
     assert graph.inputs[0].dtype == "uint8"
     loaded = Model.load(path, threads=1)

@@ -18,7 +18,8 @@ def test_parse_recipe():
     )  # fmt: skip
     assert parse_recipe(["structured:0.25", "ptq"]) == (Stage("structured", 0.25), Stage("int8"))
     assert parse_recipe("prune")[0].arg == 0.5
-    for bad in ("", "shrink", "prune:2", "prune:x", "qat:1", "int8,train", "qat,prune:0.5"):
+    assert parse_recipe("int8,prune:0.3,qat")[1] == Stage("prune", 0.3)  # int8 only measures
+    for bad in ("", "shrink", "prune:2", "prune:x", "qat:1", "qat,int8", "qat,prune:0.5"):
         with pytest.raises(UsageError):
             parse_recipe(bad)
 
@@ -78,6 +79,10 @@ def test_recipe_end_to_end_train_prune_int8(tmp_path, image_folder):
     for r in results:
         assert 0.0 <= r.accuracy <= 1.0 and r.latency_ms > 0 and r.params > 0
         assert (cfg.out / r.artifact).is_file()
+    assert sorted(p.name for p in cfg.out.glob("*.keras")) == [
+        "00_train.keras",
+        "01_prune_0.5.keras",
+    ]
     report = json.loads((cfg.out / "report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == ["train", "prune:0.5", "int8"]
     md = (cfg.out / "report.md").read_text()
@@ -99,7 +104,7 @@ def test_recipe_end_to_end_distill_structured_qat(tmp_path, image_folder):
         t, get_entry("mobilenet_v2").spec(t, ["blue", "green", "red"]), tmp_path / "teacher.tflite",
         format="float32",
     ).path  # fmt: skip
-    cfg, results, _ = _run(tmp_path, image_folder, "distill,structured:0.5,qat", teacher=str(teacher))
+    _, results, _ = _run(tmp_path, image_folder, "distill,structured:0.5,qat", teacher=str(teacher))
     distill, structured, qat = results
     assert distill.details["cache_misses"] > 0 and "probe" not in distill.details
     assert structured.params < distill.params

@@ -155,7 +155,7 @@ def test_flex_op_is_named_with_its_reason():
 # --------------------------------------------------------------------------- compiler wrapper
 
 
-def _compiled_template(tmp_path):
+def _compiled_template(tmp_path, size=8):
     """A small valid flatbuffer whose only op is edgetpu-custom-op (packed with the schema API)."""
     schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
     flatbuffers = pytest.importorskip("flatbuffers")
@@ -165,7 +165,7 @@ def _compiled_template(tmp_path):
     tensors = []
     for i in range(2):
         t = schema.TensorT()
-        t.shape, t.type, t.buffer, t.name = [1, 8, 8, 3], 3, 0, f"t{i}".encode()
+        t.shape, t.type, t.buffer, t.name = [1, size, size, 3], 3, 0, f"t{i}".encode()
         tensors.append(t)
     op = schema.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
@@ -185,9 +185,9 @@ def _compiled_template(tmp_path):
     return path
 
 
-def _fake_compiler(tmp_path, monkeypatch, *, exit_code=0, write=True, log=REAL_LOG):
+def _fake_compiler(tmp_path, monkeypatch, *, exit_code=0, write=True, log=REAL_LOG, size=8):
     """An executable `edgetpu_compiler` first on PATH that mimics the real one's CLI."""
-    template = _compiled_template(tmp_path)
+    template = _compiled_template(tmp_path, size)
     bindir = tmp_path / "bin"
     bindir.mkdir()
     script = bindir / "edgetpu_compiler"
@@ -269,7 +269,7 @@ def test_edgetpu_format_end_to_end_with_fake_compiler(tmp_path, monkeypatch):
     from edgekit.core.types import ModelSpec
     from edgekit.export.tflite import ExportConfig, export_model
 
-    _fake_compiler(tmp_path, monkeypatch)
+    _fake_compiler(tmp_path, monkeypatch, size=16)
     inp = keras.Input((16, 16, 3))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
     model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(x))
@@ -281,6 +281,9 @@ def test_edgetpu_format_end_to_end_with_fake_compiler(tmp_path, monkeypatch):
     data = out.read_bytes()
     assert read_tflite(data).contains_edgetpu_ops
     embedded = read_embedded(data)
-    assert embedded.spec.decoder_params["export_format"] == "edgetpu" and embedded.labels == ("a", "b")
+    assert embedded.spec.decoder_params["export_format"] == "edgetpu" and embedded.labels == (
+        "a",
+        "b",
+    )
     assert result.edgetpu_report["compiled"] is True
     assert sorted(p.name for p in out.parent.iterdir()) == ["tiny_edgetpu.tflite"]

@@ -1,4 +1,9 @@
-"""MirroredStrategy on two logical CPU devices trains like one device (same seed, global batch)."""
+"""MirroredStrategy on two logical CPU devices trains like one device (same seed, global batch).
+
+BatchNorm statistics are synchronized over the replicas (``sync_bn``) so both runs normalize
+with the same global-batch statistics; what remains different is dropout's randomness and the
+order of floating-point sums. Slow here (about 3 minutes on the shared 2-core machine: graph
+tracing of two models under contention; about 40 s of CPU time)."""
 
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ SCRIPT = textwrap.dedent(
         cfg = TrainConfig(model="mobilenet_v2", data=data, epochs=3, batch=8, img=64, width=0.35,
                           lr=1e-3, warmup_epochs=0.5, val_fraction=0.25, out=out / strategy,
                           strategy=strategy, progress="none", tensorboard=False, crop_context=0.0,
-                          augment=False, freeze="backbone", eager=True, seed=3)
+                          augment=False, sync_bn=True, seed=3)
         res = train(cfg, echo=lambda s: None)
         result[strategy] = {"replicas": res.replicas, "loss": [r["loss"] for r in res.history]}
     print("RESULT " + json.dumps(result))
@@ -34,6 +39,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_two_cpus_matches_one_device(shapes_data, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(shapes_data), str(tmp_path)],
@@ -42,7 +48,6 @@ def test_mirrored_two_cpus_matches_one_device(shapes_data, tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout[-500:])
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     result = json.loads(line[len("RESULT ") :])
     one, mirrored = result["one"], result["mirrored"]
