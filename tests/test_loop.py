@@ -218,7 +218,7 @@ def test_live_source_can_keep_every_frame():
 
 def test_live_max_frames_counts_processed_frames():
     sink = ListSink()
-    source = Source(endless(), live=True)
+    source = Source(endless(), live=True, delay_s=0.001)
     stats = run(source, fake_step(sleep_s=0.002), [sink], max_frames=5)
     assert stats.frames == 5 == len(sink.results)
     assert stats.stopped_by == "max_frames" and source.closed
@@ -268,7 +268,7 @@ def test_a_sink_can_ask_to_stop():
                 self.stop_requested = True
 
     sink = Quitter()
-    stats = run(Source(endless(), live=True), fake_step(sleep_s=0.001), [sink])
+    stats = run(Source(endless(), live=True, delay_s=0.001), fake_step(sleep_s=0.001), [sink])
     # results already in flight still reach the sinks: at most queue_size + 1 more
     assert stats.stopped_by == "sink" and 3 <= stats.frames <= 3 + 2 + 1
 
@@ -326,7 +326,7 @@ def test_exception_in_a_sink_closes_the_others(pipelined):
             raise OSError("disk full")
 
     ok, broken = ListSink(), Broken()
-    source = Source(endless(), live=True)
+    source = Source(endless(), live=True, delay_s=0.001)
     with pytest.raises(OSError, match="disk full"):
         run(source, fake_step(), [ok, broken], pipelined=pipelined)
     assert ok.closed and broken.closed and source.closed

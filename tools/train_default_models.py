@@ -59,6 +59,12 @@ class Recipe:
     det_batch: int = 16
     det_lr: float = 2e-3
     det_freeze: str | None = "10"
+    # phase 2: fine-tune everything on the labelled images repeated + fewer video frames
+    det_ft_epochs: int = 15
+    det_ft_lr: float = 5e-4
+    det_ft_freeze: str | None = None
+    det_ft_repeat: int = 4
+    det_ft_every_n: int = 6
     pose_model: str = "movenet_mobilenet_v2"
     pose_img: int = 128
     pose_width: float = 1.0
@@ -70,6 +76,7 @@ class Recipe:
     crop_min_px: float = 40.0
     steps_per_epoch: int | None = None
     calib_samples: int = 100
+    init_images: int = 32  # images for the BatchNorm statistics of the copied backbone
     bench_runs: int = 100
     eager: bool = False
 
@@ -81,6 +88,9 @@ QUICK = Recipe(
     det_img=96,
     det_epochs=1,
     det_batch=2,
+    det_ft_epochs=1,
+    det_ft_repeat=2,
+    det_ft_every_n=80,
     pose_img=96,
     pose_epochs=1,
     pose_batch=2,
@@ -88,6 +98,7 @@ QUICK = Recipe(
     crop_min_px=24.0,
     steps_per_epoch=1,
     calib_samples=2,
+    init_images=2,
     bench_runs=3,
     eager=True,
 )
@@ -127,6 +138,20 @@ def stage_label(data: Path, out: Path, r: Recipe) -> None:
             classes=("person",),
             score_threshold=0.5,
         )
+    ft_dir = out / "data_detect_ft"
+    if r.det_ft_epochs and not done(ft_dir / "data.yaml"):
+        log(f"label: fine-tune set: {len(train)} train images x{r.det_ft_repeat} + vtest frames")
+        build_detection_dataset(
+            ft_dir,
+            data / DET_TEACHER,
+            labelled=train,
+            videos=[data / "video" / "vtest.avi"],
+            every_n=r.det_ft_every_n,
+            max_frames=r.max_frames,
+            classes=("person",),
+            score_threshold=0.5,
+            repeat_labelled=r.det_ft_repeat,
+        )
     pose_dir = out / "data_pose"
     if not done(pose_dir / "data.yaml"):
         det = read_dataset(det_dir / "data.yaml", "yolo")
@@ -159,7 +184,8 @@ def stage_init(data: Path, out: Path, task: str, r: Recipe) -> Path:
         kw = {"decode": False}
         images = sorted((out / "data_pose" / "images").glob("*.jpg"))
     model = entry.create(n, (size, size), width, **kw)
-    calib = calibration_images(images[:: max(1, len(images) // 32)], (size, size), 32)
+    n = r.init_images
+    calib = calibration_images(images[:: max(1, len(images) // n)], (size, size), n)
     count = mobilenet_v2_from_tflite(model, data / BACKBONE_TFLITE, calib)
     model.save(target)
     log(f"init: {task}: {count} backbone layers from {BACKBONE_TFLITE} -> {target.name}")
@@ -167,40 +193,49 @@ def stage_init(data: Path, out: Path, task: str, r: Recipe) -> Path:
 
 
 # ----------------------------------------------------------------------------------- train
-def stage_train(out: Path, task: str, init: Path, r: Recipe) -> Path:
+def stage_train(out: Path, task: str, init: Path, r: Recipe, phase: str = "") -> Path:
+    """Train one phase ("" = the first; "ft" = the detector's fine-tune phase)."""
     from edgekit.train.config import TrainConfig
     from edgekit.train.fit import train
 
-    run = out / f"run_{task}"
+    run = out / f"run_{task}{'_' + phase if phase else ''}"
     if done(run / "best.keras") and done(run / "FINISHED"):
         return run / "best.keras"
     det = task == "detect"
+    epochs = r.det_epochs if det else r.pose_epochs
+    data = out / ("data_detect" if det else "data_pose") / "data.yaml"
+    lr = r.det_lr if det else r.pose_lr
+    freeze = r.det_freeze if det else r.pose_freeze
+    if phase == "ft":
+        epochs, lr, freeze = r.det_ft_epochs, r.det_ft_lr, r.det_ft_freeze
+        data = out / "data_detect_ft" / "data.yaml"
     cfg = TrainConfig(
         model=r.det_model if det else r.pose_model,
-        data=out / ("data_detect" if det else "data_pose") / "data.yaml",
+        data=data,
         format="yolo",
-        epochs=r.det_epochs if det else r.pose_epochs,
+        epochs=epochs,
         batch=r.det_batch if det else r.pose_batch,
         img=r.det_img if det else r.pose_img,
         width=r.det_width if det else r.pose_width,
-        lr=r.det_lr if det else r.pose_lr,
+        lr=lr,
         val_fraction=0.1,
         seed=SEED,
         out=run,
         resume=(run / "checkpoint" / "state.json").exists(),
         init=init,
-        freeze=r.det_freeze if det else r.pose_freeze,
-        warmup_epochs=1.0 if r.det_epochs > 2 else 0.0,
+        freeze=freeze,
+        warmup_epochs=1.0 if epochs > 2 and phase != "ft" else 0.0,
         steps_per_epoch=r.steps_per_epoch,
         tensorboard=False,
         progress="plain",
         eager=r.eager,
         metric_max_images=200,
     )
-    log(f"train: {task}: {cfg.model} {cfg.img}² width {cfg.width} for {cfg.epochs} epochs")
+    log(f"train: {run.name}: {cfg.model} {cfg.img}² width {cfg.width} for {cfg.epochs} epochs")
     result = train(cfg, echo=log)
     (run / "FINISHED").write_text(json.dumps({"epochs": result.epochs}))
-    return result.best
+    # the last epoch, not the best on the (partly duplicated) internal val split
+    return run / "last.keras" if phase == "ft" else result.best
 
 
 # ---------------------------------------------------------------------------------- export
@@ -368,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
             init = stage_init(data, out, task, r)
         if "train" in stages:
             keras_path = stage_train(out, task, init, r)
+            if task == "detect" and r.det_ft_epochs:
+                keras_path = stage_train(out, task, keras_path, r, phase="ft")
+        elif task == "detect" and r.det_ft_epochs:
+            keras_path = out / "run_detect_ft" / "last.keras"
         if "export" in stages:
             stage_export(data, out, task, keras_path, r)
     if "evaluate" in stages:

@@ -37,6 +37,14 @@ import click
     "that class).",
 )
 @click.option(
+    "--method",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "gradcam", "hirescam"]),
+    help="gradcam: channels weighed by their mean gradient; hirescam: gradient x activation "
+    "per position (instance-specific). auto: gradcam for classifiers, hirescam for detectors.",
+)
+@click.option(
     "--alpha",
     default=0.45,
     show_default=True,
@@ -64,6 +72,7 @@ def explain(
     target_class: str | None,
     layer: str | None,
     box: int | None,
+    method: str,
     alpha: float,
     input_size: int | None,
     arch: str | None,
@@ -76,7 +85,8 @@ def explain(
     zoo model name (random weights: a smoke check of the plumbing). Classifiers: the gradient
     of the class score (top-1 unless --class) w.r.t. the last feature map before the pooling.
     Detectors (SSDLite, YOLO-tiny): the score of the best detection (or --box K) w.r.t. the
-    feature map of the scale that produced it. The heatmap is mapped back through the same
+    feature map of the scale that produced it, weighed per position (--method hirescam), so
+    other objects of the class do not light up. The heatmap is mapped back through the same
     resize/letterbox as the runtime, so it lines up with the image. Needs TensorFlow.
 
     \b
@@ -101,6 +111,7 @@ def explain(
         target_class=target_class,
         layer=layer,
         box=box,
+        method=None if method == "auto" else method,
         alpha=alpha,
         input_size=input_size,
         arch=arch,

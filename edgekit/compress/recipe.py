@@ -318,9 +318,18 @@ def _train_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[st
         n = len(state.labels)
         if raw.shape[1] != n:
             sel = state.train.y >= 0
-            probe = LinearProbe.fit(raw[sel], state.train.y[sel], n, l2=1e-2)
-            logits = probe(raw)
-            details["probe"] = f"linear probe {raw.shape[1]} -> {n} classes"
+            groups = [str(p) for p in state.train.paths]
+            logits = LinearProbe.fit(raw[sel], state.train.y[sel], n, l2=1e-2)(raw)
+            logits[sel] = LinearProbe.cross_fit(
+                raw[sel],
+                state.train.y[sel],
+                n,
+                groups=[g for g, s in zip(groups, sel, strict=True) if s],
+                l2=1e-2,
+            )
+            details["probe"] = (
+                f"linear probe {raw.shape[1]} -> {n} classes (out-of-fold on labelled images)"
+            )
             details["teacher_train_top1"] = float(
                 (logits[sel].argmax(1) == state.train.y[sel]).mean()
             )

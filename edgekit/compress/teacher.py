@@ -217,6 +217,40 @@ class LinearProbe:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((np.asarray(x, np.float32) - self.mean) / self.std) @ self.w + self.b
 
+    @classmethod
+    def cross_fit(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        num_classes: int,
+        *,
+        groups: Sequence[Any] | None = None,
+        folds: int = 5,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Out-of-fold probe logits for the training rows themselves.
+
+        A probe fitted on all rows memorizes them (its logits on its own training images are
+        near one-hot, so they teach nothing beyond the labels); each row here is scored by a
+        probe that never saw it. ``groups`` keeps rows of one image (e.g. its flipped copy) in
+        the same fold.
+        """
+        x = np.asarray(x, np.float32)
+        y = np.asarray(y, np.int64).reshape(-1)
+        keys = list(range(len(y))) if groups is None else [str(g) for g in groups]
+        uniq = sorted(set(keys))
+        order = np.random.default_rng(seed).permutation(len(uniq))
+        fold_of = {uniq[j]: int(i % folds) for i, j in enumerate(order)}
+        fold = np.array([fold_of[k] for k in keys])
+        out = np.zeros((len(y), num_classes), np.float32)
+        for f in range(min(folds, len(uniq))):
+            test = fold == f
+            if test.all() or not test.any():
+                continue
+            out[test] = cls.fit(x[~test], y[~test], num_classes, **kwargs)(x[test])
+        return out
+
 
 # --- detection / pose pseudo-labels ----------------------------------------------------------
 

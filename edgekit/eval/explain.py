@@ -12,7 +12,10 @@ image.
 - Detectors (zoo SSDLite, ``ssd_raw``; zoo YOLO-tiny, ``yolo``): the image is decoded by the
   runtime's decoder, one detection is picked (the top one, or the K-th), the anchor/cell that
   produced it is found, and the score is that anchor's class logit; the feature map is the one of
-  the scale whose head produced it.
+  the scale whose head produced it. Detectors default to HiResCAM (gradient x activation per
+  position, no spatial averaging): with averaged weights every object of the class, and the
+  zero-padding border, light up; measured on a tiny trained SSD with two squares, Grad-CAM put
+  about a third of the heat energy on the explained box, HiResCAM 0.92-1.0.
 
 Needs the Keras checkpoint (gradients); TensorFlow is imported only inside the functions.
 """
@@ -56,6 +59,7 @@ _HEADS: dict[str, tuple[str, str]] = {
     "ssd_raw": (r"^class_head_(\d+)_reshape$", "class_head_{}_dw"),
     "yolo": (r"^head_p(\d+)_cls_reshape$", "head_p{}_cls_conv_dw"),
 }
+METHODS = ("gradcam", "hirescam")
 _POOLING = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling", "Flatten")
 
 
@@ -75,6 +79,7 @@ class ExplainConfig:
     target_class: str | int | None = None
     layer: str | None = None
     box: int | None = None
+    method: str | None = None
     alpha: float = 0.45
     input_size: int | None = None
     arch: str | None = None
@@ -95,6 +100,7 @@ class Explanation:
     score: float
     layer: str
     layer_shape: tuple[int, int, int]
+    method: str = "gradcam"
     box: Box | None = None
     detection_index: int | None = None
     out: Path | None = None
@@ -108,7 +114,7 @@ class Explanation:
         if self.detection_index is not None and self.box is not None:
             b = ", ".join(f"{v:.3f}" for v in self.box)
             what = f"detection #{self.detection_index} {what} box [{b}]"
-        return f"{what}; layer {self.layer} ({h}x{w}x{c})"
+        return f"{what}; layer {self.layer} ({h}x{w}x{c}); {self.method}"
 
 
 # --- geometry and drawing (numpy/OpenCV only) -------------------------------------------------
@@ -231,10 +237,23 @@ def _score_layer(keras_model: Any) -> str:
 
 
 def grad_cam(
-    keras_model: Any, x: np.ndarray, *, layer: str, score_layer: str, index: Sequence[int]
+    keras_model: Any,
+    x: np.ndarray,
+    *,
+    layer: str,
+    score_layer: str,
+    index: Sequence[int],
+    method: str = "gradcam",
 ) -> np.ndarray:
     """Grad-CAM of the scalar ``score_layer`` output ``[index]`` w.r.t. the output of ``layer``
-    for input ``x`` ``[1, H, W, C]``: a ``(h, w)`` float32 map >= 0 on ``layer``'s grid."""
+    for input ``x`` ``[1, H, W, C]``: a ``(h, w)`` float32 map >= 0 on ``layer``'s grid.
+
+    ``method``: "gradcam" weighs each channel by its spatially averaged gradient; "hirescam"
+    (Draelos & Carin 2020) multiplies gradient and activation element-wise before the channel
+    sum, so only positions that actually raised this score light up (instance-specific for a
+    detection, where the averaged weights also light up other objects of the class)."""
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     keras = _keras()
     try:
         import tensorflow as tf
@@ -257,7 +276,7 @@ def grad_cam(
         raise UsageError(
             f"layer {layer!r} does not influence {score_layer!r}; pick another --layer"
         )
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True) if method == "gradcam" else grads
     cam = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1))[0]
     return np.asarray(cam.numpy(), np.float32)
 
@@ -350,16 +369,24 @@ def explain_image(
     target_class: str | int | None = None,
     layer: str | None = None,
     box: int | None = None,
+    method: str | None = None,
 ) -> Explanation:
-    """Grad-CAM of one RGB uint8 image through a Keras-backed runtime ``Model``."""
+    """Grad-CAM of one RGB uint8 image through a Keras-backed runtime ``Model``.
+
+    ``method`` (see :func:`grad_cam`) defaults to "gradcam" for classifiers and "hirescam" for
+    detectors."""
     km = _keras_model(model)
     spec = model.spec
+    if method is not None and method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if spec.task == "classify":
         if box is not None:
             raise UsageError("--box applies to detectors; this model is a classifier")
-        return _explain_classifier(model, km, image_rgb, target_class, layer)
+        return _explain_classifier(model, km, image_rgb, target_class, layer, method or "gradcam")
     if spec.task == "detect" and spec.decoder in _HEADS:
-        return _explain_detector(model, km, image_rgb, target_class, layer, box or 0)
+        return _explain_detector(
+            model, km, image_rgb, target_class, layer, box or 0, method or "hirescam"
+        )
     raise UsageError(
         f"{model.name}: Grad-CAM explains classifiers and SSD/YOLO detectors, not "
         f"{spec.task} models (decoder {spec.decoder})"
@@ -386,7 +413,12 @@ def _finish(km: Any, cam: np.ndarray, transform: Any, layer: str, **kw: Any) -> 
 
 
 def _explain_classifier(
-    model: Any, km: Any, image: np.ndarray, target: str | int | None, layer: str | None
+    model: Any,
+    km: Any,
+    image: np.ndarray,
+    target: str | int | None,
+    layer: str | None,
+    method: str,
 ) -> Explanation:
     tensor, transform = model.preprocess(image)
     num = int(km.outputs[0].shape[-1])
@@ -397,13 +429,16 @@ def _explain_classifier(
     )
     score = next((c.score for c in pred.classes if c.class_id == cid), float("nan"))
     name = feature_layer(km, layer)
-    cam = grad_cam(km, tensor, layer=name, score_layer=_score_layer(km), index=(0, cid))
+    cam = grad_cam(
+        km, tensor, layer=name, score_layer=_score_layer(km), index=(0, cid), method=method
+    )
     return _finish(
         km,
         cam,
         transform,
         name,
         task="classify",
+        method=method,
         class_id=cid,
         label=_label(model.labels, cid, offset),
         score=float(score),
@@ -480,6 +515,7 @@ def _explain_detector(
     target: str | int | None,
     layer: str | None,
     k: int,
+    method: str,
 ) -> Explanation:
     spec = model.spec
     params = spec.decoder_params
@@ -525,13 +561,16 @@ def _explain_detector(
             )
     else:
         feature_layer(km, name)
-    cam = grad_cam(km, tensor, layer=name, score_layer="class_logits", index=(0, anchor, col))
+    cam = grad_cam(
+        km, tensor, layer=name, score_layer="class_logits", index=(0, anchor, col), method=method
+    )
     return _finish(
         km,
         cam,
         transform,
         name,
         task="detect",
+        method=method,
         class_id=det.class_id,
         label=det.label,
         score=float(det.score),
@@ -573,7 +612,12 @@ def explain(config: ExplainConfig) -> Explanation:
         config.model, input_size=config.input_size, arch=config.arch, labels=config.labels
     )
     result = explain_image(
-        model, image, target_class=config.target_class, layer=config.layer, box=config.box
+        model,
+        image,
+        target_class=config.target_class,
+        layer=config.layer,
+        box=config.box,
+        method=config.method,
     )
     if config.out is None:
         return result

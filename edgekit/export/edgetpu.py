@@ -44,9 +44,10 @@ INSTALL_HINT = (
 TAIL_START_OPS = frozenset(
     {"TFLite_Detection_PostProcess", "NON_MAX_SUPPRESSION_V4", "NON_MAX_SUPPRESSION_V5"}
 )
-COMPUTE_OPS = frozenset(
-    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"}
-)
+# The network body: what is left after the last of these (data-flow wise) is post-processing.
+# FULLY_CONNECTED is not among them: a classifier's last Dense maps anyway, and box decoders
+# use small matmuls (YOLO's fixed 4x4 ltrb -> cxcywh) that belong to the decode tail.
+COMPUTE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D"})
 HEAD_OPS = frozenset({"CAST", "QUANTIZE", "DEQUANTIZE"})
 EDGETPU_DTYPES = frozenset({"int8", "uint8"})
 SOFTMAX_MAX_ELEMENTS = 16_000

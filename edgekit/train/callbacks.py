@@ -132,6 +132,7 @@ def plot_curves(rows: Sequence[dict[str, float]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     skip = {"epoch", "lr", "seconds"}
     names: list[str] = []
@@ -153,6 +154,7 @@ def plot_curves(rows: Sequence[dict[str, float]], path: Path) -> None:
                 ax.plot(epochs, ys, style, marker="o", markersize=3, label=label)
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in axes.ravel()[len(names) :]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from edgekit.errors import UsageError
 
-__all__ = ["make_strategy", "set_mixed_precision"]
+__all__ = ["make_strategy", "set_mixed_precision", "worker_index"]
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +63,16 @@ def set_mixed_precision(enabled: bool) -> bool:
         return False
     keras.mixed_precision.set_global_policy("mixed_float16")
     return True
+
+
+def worker_index(strategy: Any) -> int:
+    """This worker's index in a multi-worker cluster (0 = the chief, which writes the run's
+    files; the others write theirs under ``out/worker<i>``, as Keras advises), else 0."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", None):
+        return 0
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    if task_type == "chief":
+        return 0
+    has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+    return task_id + 1 if has_chief else task_id

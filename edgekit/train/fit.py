@@ -261,7 +261,7 @@ def train(
     from edgekit.data.encode import make_encode_fn
     from edgekit.data.pipeline import PipelineConfig, make_pipeline
     from edgekit.train import callbacks as cb
-    from edgekit.train.distribute import make_strategy, set_mixed_precision
+    from edgekit.train.distribute import make_strategy, set_mixed_precision, worker_index
     from edgekit.train.losses import losses_for
     from edgekit.train.schedule import WarmupCosine
     from edgekit.zoo.registry import get_entry
@@ -271,6 +271,13 @@ def train(
     if kind is None:
         raise UsageError(f"{config.model}: training is not supported for decoder {entry.decoder!r}")
     out = Path(config.out)
+    keras.utils.set_random_seed(config.seed)
+    mixed = set_mixed_precision(config.mixed_precision)
+    strategy = make_strategy(config.strategy)
+    replicas = int(strategy.num_replicas_in_sync)
+    worker = worker_index(strategy)
+    if worker:
+        out = out / f"worker{worker}"
     ckpt_dir = out / "checkpoint"
     state = cb.read_state(ckpt_dir)
     if state is not None and not config.resume:
@@ -291,10 +298,6 @@ def train(
     train_ds, val_ds = split_dataset(dataset, config.val_fraction, config.seed)
     size = (config.img, config.img) if config.img else tuple(entry.default_input_size)
 
-    keras.utils.set_random_seed(config.seed)
-    mixed = set_mixed_precision(config.mixed_precision)
-    strategy = make_strategy(config.strategy)
-    replicas = int(strategy.num_replicas_in_sync)
     if config.batch % replicas:
         raise UsageError(f"--batch {config.batch} is not divisible by the {replicas} replicas")
 

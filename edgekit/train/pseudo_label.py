@@ -115,6 +115,7 @@ def build_detection_dataset(
     classes: Sequence[str] = ("person",),
     score_threshold: float = 0.5,
     iou_threshold: float = 0.5,
+    repeat_labelled: int = 1,
     threads: int | None = None,
 ) -> Dataset:
     """Write a YOLO-txt dataset into ``out_dir`` (``images/``, ``labels/``, ``data.yaml``) and
@@ -123,48 +124,54 @@ def build_detection_dataset(
     ``labelled``: images with human labels (pass the TRAIN split only); ``images``: unlabelled
     images; ``videos``: every ``every_n``-th frame (at most ``max_frames`` per video). The
     teacher labels all of them; human labels win (module docstring). Classes not in ``classes``
-    are dropped from both sources.
+    are dropped from both sources. ``repeat_labelled``: each labelled image appears that many
+    times (copies named ``labelled_rK_...``), to weigh them against many video frames.
     """
     from edgekit.compress.teacher import frames_from_video, merge_detections
     from edgekit.data.yolo_txt import write_yolo
 
     if not classes:
         raise UsageError("build_detection_dataset: give at least one class to keep")
+    if repeat_labelled < 1:
+        raise UsageError(f"repeat_labelled must be >= 1, got {repeat_labelled}")
     out = Path(out_dir)
     img_dir = out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     model = _load_teacher(teacher, threads)
     records: list[ImageRecord] = []
 
-    def add(path: Path, rgb: np.ndarray, name: str, human: ImageRecord | None) -> None:
+    def add(path: Path, rgb: np.ndarray, names: list[str], human: ImageRecord | None) -> None:
         tb, ti, _ = teacher_boxes(model, rgb, classes, score_threshold)
         if human is not None and labelled is not None:
             hb, hi = human_labels_for(human, labelled.class_names, classes)
             tb, ti = merge_detections(hb, hi, tb, ti, iou_threshold=iou_threshold)
-        target = img_dir / name
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            if not target.is_file():
-                import shutil
-
-                shutil.copyfile(path, target)
-        else:
-            target = target.with_suffix(".jpg")
-            _write_rgb(target, rgb)
         h, w = rgb.shape[:2]
-        records.append(ImageRecord(target, w, h, tb, ti, image_id=len(records) + 1))
+        for name in names:
+            target = img_dir / name
+            if path.suffix.lower() in (".jpg", ".jpeg"):
+                if not target.is_file():
+                    import shutil
+
+                    shutil.copyfile(path, target)
+            else:
+                target = target.with_suffix(".jpg")
+                _write_rgb(target, rgb)
+            records.append(ImageRecord(target, w, h, tb, ti, image_id=len(records) + 1))
 
     if labelled is not None:
         for rec in labelled.images:
             rel = display_path(rec.path, labelled.root) if labelled.root else rec.path.name
-            name = "labelled_" + rel.replace("/", "_").removeprefix("images_")
-            add(rec.path, _read_rgb(rec.path), name, rec)
+            rel = rel.replace("/", "_").removeprefix("images_")
+            names = [f"labelled_{rel}"]
+            names += [f"labelled_r{k}_{rel}" for k in range(1, repeat_labelled)]
+            add(rec.path, _read_rgb(rec.path), names, rec)
     for p in images:
         p = Path(p)
-        add(p, _read_rgb(p), f"unlabelled_{p.name}", None)
+        add(p, _read_rgb(p), [f"unlabelled_{p.name}"], None)
     frame_dir = out / "frames"
     for v in videos:
         for f in frames_from_video(v, every_n, frame_dir, max_frames=max_frames):
-            add(f, _read_rgb(f), f"video_{f.name}", None)
+            add(f, _read_rgb(f), [f"video_{f.name}"], None)
     if not records:
         raise UsageError("build_detection_dataset: no images given")
     ds = Dataset(tuple(records), tuple(classes), source_format="yolo", root=out)

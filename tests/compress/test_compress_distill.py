@@ -28,7 +28,7 @@ from edgekit.compress.teacher import (
     pseudo_label,
 )
 from edgekit.errors import UsageError
-from edgekit.zoo.registry import create_model, get_entry
+from edgekit.zoo.registry import get_entry
 
 
 def _student(size=32, n=3, seed=0):
@@ -133,6 +133,12 @@ def test_linear_probe_maps_teacher_space():
     assert (probe(x).argmax(1) == y).mean() > 0.95
     with pytest.raises(UsageError):
         LinearProbe.fit(x[:5], y[:4], 3)
+    # out-of-fold logits: no row is scored by a probe that saw it (or its group)
+    noise = rng.normal(size=(120, 20)).astype(np.float32)
+    groups = np.arange(120) // 2
+    oof = LinearProbe.cross_fit(noise, y, 3, groups=groups)
+    fitted = LinearProbe.fit(noise, y, 3)(noise)
+    assert (fitted.argmax(1) == y).mean() > (oof.argmax(1) == y).mean() + 0.2
 
 
 def test_frames_from_video(tmp_path):
@@ -178,13 +184,31 @@ def test_pose_pseudo_labels_from_movenet(shared):
     assert (rec.keypoints[0, :, 2] == 2).sum() >= 10
 
 
-def test_mse_head_matching_trains_a_detector_student():
-    keras.utils.set_random_seed(0)
-    student = create_model("ssdlite_mobilenet_v2", num_classes=2, input_size=64, width=0.35)
-    teacher = create_model("ssdlite_mobilenet_v2", num_classes=2, input_size=64, width=0.35)
-    x = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
+def _two_heads(seed):
+    """A tiny detector-like model: box and class heads over one feature map."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((16, 16, 3), name="image")
+    f = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    boxes = keras.layers.Reshape((-1, 4), name="box_encodings")(keras.layers.Conv2D(4, 1)(f))
+    logits = keras.layers.Reshape((-1, 3), name="class_logits")(keras.layers.Conv2D(3, 1)(f))
+    return keras.Model(inp, [boxes, logits])
+
+
+def test_mse_head_matching_pulls_student_heads_to_the_teacher():
+    student, teacher = _two_heads(0), _two_heads(1)
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
     d = Distiller(student, teacher, alpha=1.0, soft_loss="mse")
-    d.compile(optimizer=keras.optimizers.Adam(1e-3))
-    dummy = np.zeros((4, 1), np.float32)
-    first = d.fit(x, dummy, epochs=3, batch_size=4, verbose=0).history["soft"]
-    assert first[-1] < first[0]
+    assert not d.teacher.trainable
+    d.compile(optimizer=keras.optimizers.Adam(1e-2))
+    t_before = [w.copy() for w in teacher.get_weights()]
+    soft = d.fit(x, np.zeros((8, 1), np.float32), epochs=5, batch_size=8, verbose=0).history["soft"]
+    assert soft[-1] < 0.7 * soft[0]
+    assert all(np.array_equal(a, b) for a, b in zip(t_before, teacher.get_weights(), strict=True))
+    # with a task loss next to it
+    hard = keras.losses.MeanSquaredError()
+    d2 = Distiller(
+        _two_heads(2), teacher, alpha=0.5, soft_loss="mse", hard_loss=lambda y, p: hard(y, p[0])
+    )
+    d2.compile(optimizer=keras.optimizers.Adam(1e-2))
+    hist = d2.fit(x, np.zeros((8, 64, 4), np.float32), epochs=1, batch_size=8, verbose=0).history
+    assert hist["hard"][0] > 0 and hist["soft"][0] > 0

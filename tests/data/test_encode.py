@@ -18,7 +18,9 @@ def anchors() -> np.ndarray:
 
 
 def test_ssd_encode_decode_round_trip(anchors):
-    boxes = np.array([[0.1, 0.2, 0.45, 0.6], [0.5, 0.5, 0.95, 0.9], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    boxes = np.array(
+        [[0.1, 0.2, 0.45, 0.6], [0.5, 0.5, 0.95, 0.9], [0.0, 0.0, 0.0, 0.0]], np.float32
+    )
     ids = np.array([2, 0, -1])
     box_t, cls_t = ssd_encode(boxes, ids, anchors)
     pos = box_t[:, 4] == 1
@@ -41,7 +43,18 @@ def test_ssd_encode_ignore_and_background(anchors):
     gt = np.array([[0.3, 0.3, 0.7, 0.7]])
     box_t, cls_t = ssd_encode(gt, np.array([0]), anchors, pos_iou=0.5, neg_iou=0.3)
     a = anchors
-    overlap = iou(np.stack([a[:, 1] - a[:, 3] / 2, a[:, 0] - a[:, 2] / 2, a[:, 1] + a[:, 3] / 2, a[:, 0] + a[:, 2] / 2], 1), gt)[:, 0]
+    overlap = iou(
+        np.stack(
+            [
+                a[:, 1] - a[:, 3] / 2,
+                a[:, 0] - a[:, 2] / 2,
+                a[:, 1] + a[:, 3] / 2,
+                a[:, 0] + a[:, 2] / 2,
+            ],
+            1,
+        ),
+        gt,
+    )[:, 0]
     best = overlap.argmax()
     expect = np.where(overlap >= 0.5, 1, np.where(overlap >= 0.3, -1, 0))
     expect[best] = 1  # forced match
@@ -62,11 +75,21 @@ def test_yolo_assignment_positives_where_expected():
     pos = np.nonzero(box_t[:, 4])[0]
     assert set(strides[pos]) == {8.0}
     centres = points[pos]
-    assert sorted(map(tuple, centres)) == [(x, y) for x in (12.0, 20.0, 28.0) for y in (28.0, 36.0, 44.0)]
+    assert sorted(map(tuple, centres)) == [
+        (x, y) for x in (12.0, 20.0, 28.0) for y in (28.0, 36.0, 44.0)
+    ]
     assert np.all(cls_t[pos] == [0, 1, 0]) and cls_t.sum() == len(pos)
     # (l, t, r, b) rebuild the box from each cell centre.
     ltrb = box_t[pos, :4] * 8
-    rebuilt = np.stack([centres[:, 0] - ltrb[:, 0], centres[:, 1] - ltrb[:, 1], centres[:, 0] + ltrb[:, 2], centres[:, 1] + ltrb[:, 3]], 1)
+    rebuilt = np.stack(
+        [
+            centres[:, 0] - ltrb[:, 0],
+            centres[:, 1] - ltrb[:, 1],
+            centres[:, 0] + ltrb[:, 2],
+            centres[:, 1] + ltrb[:, 3],
+        ],
+        1,
+    )
     np.testing.assert_allclose(rebuilt, np.repeat(box * 64, len(pos), 0), atol=1e-4)
     # A large box goes to stride 32; a tiny one gets the cell holding its centre.
     big_t, _ = yolo_encode(np.array([[0.0, 0.0, 1.0, 1.0]]), np.array([0]), (256, 256), 1)
@@ -80,8 +103,8 @@ def test_yolo_assignment_positives_where_expected():
 def test_yolo_overlap_goes_to_smaller_box():
     size = (64, 64)
     boxes = np.array([[0.0, 0.0, 0.9, 0.9], [0.3, 0.3, 0.6, 0.6]])
-    box_t, cls_t = yolo_encode(boxes, np.array([0, 1]), size, 2)
-    points, strides = yolo_levels(size)
+    _, cls_t = yolo_encode(boxes, np.array([0, 1]), size, 2)
+    _, strides = yolo_levels(size)
     small = (strides == 8) & (cls_t[:, 1] == 1)
     assert small.any() and not (cls_t.sum(axis=1) > 1).any()
 
@@ -110,7 +133,9 @@ def test_pose_heatmap_peak_and_subpixel_offsets_decode():
         assert np.unravel_index(heat[..., j].argmax(), grid) == (iy, ix)
         assert heat[iy, ix, j] == pytest.approx(1.0)
     # Feeding the targets as perfect predictions to the zoo's decode recovers the keypoints.
-    out = MoveNetDecode(k)(center[None], reg[None, ..., : 2 * k], heat[None], off[None, ..., : 2 * k])
+    out = MoveNetDecode(k)(
+        center[None], reg[None, ..., : 2 * k], heat[None], off[None, ..., : 2 * k]
+    )
     out = keras.ops.convert_to_numpy(out)[0, 0]
     lab = kps[0, :, 2] > 0
     np.testing.assert_allclose(out[lab, 0], kps[0, lab, 1], atol=1e-5)

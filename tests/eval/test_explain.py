@@ -154,6 +154,131 @@ def test_class_and_layer_choices(tiny_classifier):
         explain_image(tiny_classifier, x[0], box=1)
 
 
+def two_squares(rng: np.random.Generator, n: int, size: int = 64):
+    """Dark noise with two bright squares in opposite quadrants; their boxes (normalized xyxy)."""
+    x = rng.integers(0, 60, (n, size, size, 3)).astype(np.uint8)
+    half, boxes = size // 2, []
+    for i in range(n):
+        qa = int(rng.integers(0, 4))
+        pair = []
+        for q in (qa, 3 - qa):
+            s = int(rng.integers(14, 22))
+            qy, qx = divmod(q, 2)
+            oy = qy * half + int(rng.integers(0, half - s + 1))
+            ox = qx * half + int(rng.integers(0, half - s + 1))
+            x[i, oy : oy + s, ox : ox + s] = 230
+            pair.append([ox / size, oy / size, (ox + s) / size, (oy + s) / size])
+        boxes.append(np.array(pair))
+    return x, boxes
+
+
+def box_share(heat: np.ndarray, box: np.ndarray, margin: int = 6) -> float:
+    h, w = heat.shape
+    x0, y0, x1, y1 = (np.asarray(box) * [w, h, w, h]).round().astype(int)
+    part = heat[max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin]
+    return float((part**2).sum() / (heat**2).sum())
+
+
+@pytest.fixture(scope="module")
+def tiny_ssd():
+    """An SSD with the zoo's head layout (class_head_{i}_dw/_reshape, class_logits) on 8x8 and
+    4x4 maps, trained for 96 steps on one bright square per image with the zoo's SSD losses."""
+    keras = pytest.importorskip("keras")
+    from edgekit.core.anchors import anchors_from_params, num_anchors_per_location
+    from edgekit.core.types import ModelSpec
+    from edgekit.data.encode import ssd_encode
+    from edgekit.eval.predict import KerasInterpreter
+    from edgekit.runtime.interpreter import BackendInfo
+    from edgekit.runtime.model import Model
+    from edgekit.train.losses import losses_for
+
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    scales = {"min_scale": 0.25, "max_scale": 0.5, "aspect_ratios": [1.0]}
+    kw = {"reduce_boxes_in_lowest_layer": False, **scales}
+    per = num_anchors_per_location(2, **{**kw, "aspect_ratios": (1.0,)})
+    inp = keras.Input((64, 64, 3), name="image")
+    h = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv1")(inp)
+    h = L.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv2")(h)
+    m0 = L.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="map0")(h)
+    m1 = L.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="map1")(m0)
+    boxes, classes = [], []
+    for i, (fm, n) in enumerate(zip((m0, m1), per, strict=True)):
+        cells = int(fm.shape[1]) * int(fm.shape[2]) * n
+        for kind, depth, bias, out in (("box", 4, 0.0, boxes), ("class", 2, -4.6, classes)):
+            t = L.DepthwiseConv2D(3, padding="same", activation="relu", name=f"{kind}_head_{i}_dw")
+            init = keras.initializers.Constant(bias)  # the focal-loss prior for the classes
+            t = L.Conv2D(n * depth, 1, bias_initializer=init, name=f"{kind}_head_{i}")(t(fm))
+            out.append(L.Reshape((cells, depth), name=f"{kind}_head_{i}_reshape")(t))
+    km = keras.Model(
+        inp,
+        [
+            L.Concatenate(axis=1, name="box_encodings")(boxes),
+            L.Concatenate(axis=1, name="class_logits")(classes),
+        ],
+        name="tiny_ssd",
+    )
+    params = {
+        "anchors": {"input_size": [64, 64], "feature_sizes": [[8, 8], [4, 4]], **kw},
+        "scales": [10, 10, 5, 5],
+        "has_background": True,
+        "scores_are_logits": True,
+        "activation": "sigmoid",
+        "output_names": ["box_encodings", "class_logits"],
+    }
+    anchors = anchors_from_params(params)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 60, (1024, 64, 64, 3)).astype(np.uint8)
+    box_t, cls_t = [], []
+    for img in x:
+        s = int(rng.integers(14, 22))
+        oy, ox = rng.integers(0, 64 - s, 2)
+        img[oy : oy + s, ox : ox + s] = 230
+        b, c = ssd_encode(np.array([[ox, oy, ox + s, oy + s]]) / 64, np.zeros(1, int), anchors)
+        box_t.append(b)
+        cls_t.append(c[:, None])
+    losses, weights = losses_for("ssd")
+    km.compile(keras.optimizers.Adam(3e-3), loss=losses, loss_weights=weights)
+    km.fit(
+        (x.astype(np.float32) - 127.5) / 127.5,
+        [np.stack(box_t), np.stack(cls_t)],
+        batch_size=32,
+        epochs=3,
+        verbose=0,
+    )
+    spec = ModelSpec(
+        task="detect",
+        decoder="ssd_raw",
+        input_size=(64, 64),
+        input_dtype="float32",
+        normalization=(127.5, 127.5),
+        resize_mode="resize",
+        labels=("square",),
+        decoder_params=params,
+    )
+    return Model(KerasInterpreter(km), spec, backend=BackendInfo("keras", 1))
+
+
+def test_detector_heat_lies_on_the_explained_box(tiny_ssd):
+    """Two squares: each detection's heat (default HiResCAM) lies on its own square, not the
+    other; the plain Grad-CAM path runs too and gives a map of the image size."""
+    from edgekit.core.boxes import iou
+    from edgekit.eval.explain import explain_image
+
+    x, boxes = two_squares(np.random.default_rng(1), 4)
+    for img, pair in zip(x, boxes, strict=True):
+        frame = cv2.resize(img, (128, 128), interpolation=cv2.INTER_NEAREST)
+        for k in (0, 1):
+            e = explain_image(tiny_ssd, frame, box=k)
+            assert e.method == "hirescam" and e.layer == "map0" and e.heatmap.shape == (128, 128)
+            overlap = iou(np.array([e.box]), pair)[0]
+            own = int(np.argmax(overlap))
+            assert overlap[own] > 0.5 and e.score > 0.3
+            assert box_share(e.heatmap, pair[own]) > 0.5 > box_share(e.heatmap, pair[1 - own])
+    plain = explain_image(tiny_ssd, x[0], method="gradcam")
+    assert plain.method == "gradcam" and plain.heatmap.shape == (64, 64)
+
+
 @pytest.fixture(scope="module")
 def ssd():
     pytest.importorskip("tensorflow")

@@ -105,6 +105,9 @@ def test_detection_dataset_human_labels_win(tmp_path):
     assert back.class_names == ("person",)
     np.testing.assert_allclose(back.images[0].boxes, rec.boxes, atol=1e-5)
     assert back.images[0].path.is_file()
+    twice = build_detection_dataset(tmp_path / "x2", teacher, labelled=human, repeat_labelled=2)
+    assert len(twice) == 2 and twice.images[1].path.name == "labelled_r1_0001.jpg"
+    np.testing.assert_allclose(twice.images[1].boxes, rec.boxes)
 
 
 def test_detection_dataset_video_frames_teacher_only(tmp_path):
@@ -127,6 +130,8 @@ def test_detection_dataset_needs_images_and_classes(tmp_path):
         build_detection_dataset(tmp_path, teacher)
     with pytest.raises(UsageError):
         build_detection_dataset(tmp_path, teacher, images=[tmp_path / "x.jpg"], classes=())
+    with pytest.raises(UsageError):
+        build_detection_dataset(tmp_path, teacher, images=[tmp_path / "x.jpg"], repeat_labelled=0)
 
 
 def test_square_box_and_crop_map_pixels_exactly():

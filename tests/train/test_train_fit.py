@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
@@ -62,7 +61,14 @@ def test_classifier_learns_and_resumes_after_kill(shapes_data, tmp_path):
     assert losses[-1] < losses[0]
     acc = max(r["val_accuracy"] for r in res.history)
     assert acc > 1 / 3 + 0.15, res.history  # chance is 1/3
-    for name in ("best.keras", "last.keras", "best.spec.json", "labels.txt", "history.csv", "curves.png"):
+    for name in (
+        "best.keras",
+        "last.keras",
+        "best.spec.json",
+        "labels.txt",
+        "history.csv",
+        "curves.png",
+    ):
         assert (out / name).is_file(), name
     assert (out / "labels.txt").read_text().split() == ["red", "green", "blue"]
     lines = (out / "history.csv").read_text().splitlines()
