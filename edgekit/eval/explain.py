@@ -60,7 +60,7 @@ _HEADS: dict[str, tuple[str, str]] = {
     "yolo": (r"^head_p(\d+)_cls_reshape$", "head_p{}_cls_conv_dw"),
 }
 METHODS = ("gradcam", "hirescam")
-_POOLING = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling", "Flatten")
+_POOLING = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten")
 
 
 @dataclass(frozen=True)
