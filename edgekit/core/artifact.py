@@ -10,8 +10,10 @@ Pure Python; used by export (write) and runtime (read).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import secrets
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -95,7 +97,9 @@ def _with_labels(spec: ModelSpec, labels: tuple[str, ...]) -> ModelSpec:
     return replace(spec, labels=labels)
 
 
-def embed(flatbuffer: bytes, spec: ModelSpec | None, labels: tuple[str, ...] | None = None) -> bytes:
+def embed(
+    flatbuffer: bytes, spec: ModelSpec | None, labels: tuple[str, ...] | None = None
+) -> bytes:
     """Return ``flatbuffer`` with a ZIP of ``edgekit_spec.json`` and ``labelmap.txt`` appended.
 
     Any ZIP already appended is replaced, so embedding twice is idempotent.
@@ -112,12 +116,50 @@ def embed(flatbuffer: bytes, spec: ModelSpec | None, labels: tuple[str, ...] | N
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename.
+    """Write ``data`` to ``path`` so that a process killed at any point leaves no partial file.
 
-    A process killed mid-write leaves either the old file or none, never a partial one.
+    On Linux the bytes go to an unnamed ``O_TMPFILE`` in the target folder (the kernel frees it
+    if the process dies), linked under a temporary name only once complete and fsynced, then
+    renamed over the target. Elsewhere (or on filesystems without ``O_TMPFILE``): a named temp
+    file + fsync + rename, where only a kill mid-write can leave a ``.NAME.*.tmp`` behind.
+    Either way the target is the old file or the complete new one, never a partial one.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is not None and os.path.isdir("/proc/self/fd"):
+        try:
+            fd = os.open(target.parent, flag | os.O_WRONLY, 0o644)
+        except OSError:  # filesystem without O_TMPFILE
+            pass
+        else:
+            return _write_unnamed(fd, target, data)
+    return _write_named(target, data)
+
+
+def _write_unnamed(fd: int, target: Path, data: bytes) -> Path:
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        proc_fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+        try:  # linkat(..., AT_SYMLINK_FOLLOW) gives the unnamed file a name
+            os.link(str(fd), tmp, src_dir_fd=proc_fd, follow_symlinks=True)
+        finally:
+            os.close(proc_fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
+    return target
+
+
+def _write_named(target: Path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -126,9 +168,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return target

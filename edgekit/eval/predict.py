@@ -187,11 +187,7 @@ def load_keras(
     (``arch``, else the longest registry name its model name starts with). Labels: ``labels``,
     else the dataset's class names when their number matches the model's classes."""
     try:
-        import keras
-
-        # importing these registers the custom decode layers the checkpoint may use
-        import edgekit.zoo.pose
-        import edgekit.zoo.yolo  # noqa: F401
+        import keras  # noqa: F401
     except ImportError as exc:
         raise DependencyMissing(
             f"evaluating a Keras checkpoint needs TensorFlow/Keras ({exc})"
@@ -200,7 +196,9 @@ def load_keras(
     from edgekit.runtime.model import Model
 
     try:
-        km = keras.saving.load_model(path, compile=False)
+        from edgekit.zoo.saving import load_keras_model
+
+        km = load_keras_model(path)
     except Exception as exc:
         raise ModelLoadError(f"{path}: cannot load Keras model ({exc})") from None
     if km.name.endswith("_raw"):

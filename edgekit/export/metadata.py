@@ -8,11 +8,8 @@ file or none, never half a model (nor a stray temp file). Also the output-order 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import re
-import secrets
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,8 +38,6 @@ def finalize_spec(
             f"exported input shape {list(t.shape)} does not match spec input_size {spec.input_size}"
         )
     params = dict(spec.decoder_params)
-    if isinstance(params.get("anchors"), dict):  # generator kwargs: the runtime's "anchor_config"
-        params["anchor_config"] = params.pop("anchors")
     if export_format:
         params["export_format"] = export_format
     return dataclasses.replace(
@@ -62,45 +57,7 @@ def write_artifact(
     back = read_embedded(data)
     if back.spec is None or back.spec.decoder != spec.decoder:
         raise ExportError(f"{path}: embedded spec did not read back")
-    return write_atomic(path, data)
-
-
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that a process killed at any point leaves no partial file.
-
-    On Linux the bytes go to an unnamed ``O_TMPFILE`` in the target folder (the kernel frees
-    it if the process dies), which is linked under a temporary name only once complete and
-    fsynced, then renamed over the target. Elsewhere: ``core.artifact.atomic_write_bytes``
-    (temp file + rename; a kill mid-write may leave a ``.NAME.*.tmp`` behind).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    flag = getattr(os, "O_TMPFILE", None)
-    if flag is None or not Path("/proc/self/fd").is_dir():
-        return atomic_write_bytes(target, data)
-    try:
-        fd = os.open(target.parent, flag | os.O_WRONLY, 0o644)
-    except OSError:  # filesystem without O_TMPFILE
-        return atomic_write_bytes(target, data)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-        proc_fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
-        try:  # linkat(..., AT_SYMLINK_FOLLOW) gives the unnamed file a name
-            os.link(str(fd), tmp, src_dir_fd=proc_fd, follow_symlinks=True)
-        finally:
-            os.close(proc_fd)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    finally:
-        os.close(fd)
-    return target
+    return atomic_write_bytes(path, data)
 
 
 _OUTPUT_NAME = re.compile(r"^output_(\d+)$")

@@ -46,19 +46,12 @@ class NMSConfig:
 
 def ssd_anchor_array(spec: ModelSpec) -> np.ndarray:
     """The ``(A, 4)`` (cy, cx, h, w) anchors an ``ssd_raw`` spec describes."""
-    params = spec.decoder_params
-    from edgekit.core.anchors import ssd_anchors
+    from edgekit.core.anchors import anchors_from_params
 
-    anchors = params.get("anchors")
-    if isinstance(anchors, dict):  # the generator's keyword arguments (what the zoo embeds)
-        return np.asarray(ssd_anchors(**anchors), dtype=np.float32)
-    if anchors is not None:
-        return np.asarray(anchors, dtype=np.float32).reshape(-1, 4)
-    if "anchor_config" in params:
-        return np.asarray(ssd_anchors(**params["anchor_config"]), dtype=np.float32)
-    raise ExportError(
-        f"SSD spec {spec.name!r} has neither 'anchors' nor 'anchor_config' in decoder_params"
-    )
+    try:
+        return anchors_from_params(spec.decoder_params)
+    except ValueError as exc:
+        raise ExportError(f"SSD spec {spec.name!r}: {exc}") from None
 
 
 def ssd_output_positions(model: Any, spec: ModelSpec) -> tuple[int, int]:

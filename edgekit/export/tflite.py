@@ -12,7 +12,6 @@ table, gets the model's spec and labels embedded, and is written atomically.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
@@ -291,12 +290,10 @@ def _load_checkpoint(
 ) -> tuple[Any, ModelSpec]:
     if not path.is_file():
         raise UsageError(f"{path}: no such model file")
-    import keras
+    from edgekit.zoo.saving import load_keras_model
 
-    with contextlib.suppress(ImportError):  # registers the zoo's custom layers
-        import edgekit.zoo.yolo  # noqa: F401
     try:
-        model = keras.saving.load_model(path, compile=False)
+        model = load_keras_model(path)
     except Exception as exc:
         raise ExportError(f"{path}: cannot load Keras model ({exc})") from exc
     if spec is None:

@@ -10,9 +10,10 @@ import textwrap
 
 import pytest
 
+from edgekit.core.artifact import atomic_write_bytes as write_atomic
 from edgekit.core.artifact import read_embedded
 from edgekit.core.types import ModelSpec
-from edgekit.export.metadata import write_artifact, write_atomic
+from edgekit.export.metadata import write_artifact
 
 SPEC = ModelSpec(task="classify", decoder="classify", input_size=(8, 8), labels=("a", "b"))
 
@@ -50,7 +51,7 @@ def test_killed_mid_write_leaves_old_file_or_nothing(tmp_path, existing):
         def die(fd):
             os.kill(os.getpid(), signal.SIGKILL)
 
-        metadata.os.fsync = die
+        os.fsync = die  # the os module is shared: every writer dies at its fsync
         spec = ModelSpec(task="classify", decoder="classify", input_size=(8, 8))
         metadata.write_artifact({str(target)!r}, b"\\x01" * 5_000_000, spec)
         """,
