@@ -72,6 +72,12 @@ class Recipe:
     pose_batch: int = 16
     pose_lr: float = 2e-3
     pose_freeze: str | None = "6"
+    # phase 2: fine-tune everything, crops from the labelled photos x repeat + every n-th video crop
+    pose_ft_epochs: int = 12
+    pose_ft_lr: float = 5e-4
+    pose_ft_freeze: str | None = None
+    pose_ft_repeat: int = 4
+    pose_ft_every_n: int = 3
     crop_size: int = 192
     crop_min_px: float = 40.0
     steps_per_epoch: int | None = None
@@ -94,6 +100,8 @@ QUICK = Recipe(
     pose_img=96,
     pose_epochs=1,
     pose_batch=2,
+    pose_ft_epochs=1,
+    pose_ft_repeat=2,
     crop_size=96,
     crop_min_px=24.0,
     steps_per_epoch=1,
@@ -158,6 +166,21 @@ def stage_label(data: Path, out: Path, r: Recipe) -> None:
         crops = person_crops(det, min_size_px=r.crop_min_px, human=False)
         log(f"label: MoveNet teacher on {len(crops)} person crops")
         build_pose_dataset(pose_dir, data / POSE_TEACHER, crops, size=r.crop_size)
+    ft_pose = out / "data_pose_ft"
+    if r.pose_ft_epochs and not done(ft_pose / "data.yaml"):
+        from edgekit.train.pseudo_label import reweight_dataset
+
+        crops = read_dataset(pose_dir / "data.yaml", "yolo")
+        video = [rec for rec in crops.images if "_video_" in rec.path.name]
+        keep_video = {rec.path for rec in video[:: r.pose_ft_every_n]}
+
+        def copies(rec):
+            if "_video_" in rec.path.name:
+                return 1 if rec.path in keep_video else 0
+            return r.pose_ft_repeat
+
+        ds = reweight_dataset(crops, ft_pose, copies)
+        log(f"label: pose fine-tune set: {len(ds)} crops")
     val_dir = out / "data_pose_val"
     if not done(val_dir / "data.yaml"):
         crops = person_crops(val, min_size_px=r.crop_min_px, human=True)
@@ -206,9 +229,12 @@ def stage_train(out: Path, task: str, init: Path, r: Recipe, phase: str = "") ->
     data = out / ("data_detect" if det else "data_pose") / "data.yaml"
     lr = r.det_lr if det else r.pose_lr
     freeze = r.det_freeze if det else r.pose_freeze
-    if phase == "ft":
+    if phase == "ft" and det:
         epochs, lr, freeze = r.det_ft_epochs, r.det_ft_lr, r.det_ft_freeze
         data = out / "data_detect_ft" / "data.yaml"
+    elif phase == "ft":
+        epochs, lr, freeze = r.pose_ft_epochs, r.pose_ft_lr, r.pose_ft_freeze
+        data = out / "data_pose_ft" / "data.yaml"
     cfg = TrainConfig(
         model=r.det_model if det else r.pose_model,
         data=data,
@@ -310,8 +336,25 @@ def stage_evaluate(data: Path, out: Path, r: Recipe) -> dict:
         BenchConfig(models=tuple(paths), threads=(1,), runs=r.bench_runs, warmup=5)
     )
     report["bench"] = {
-        Path(b.model).name: {"invoke_p50_ms": b.stats["invoke"].p50, "total_p50_ms": b.stats["total"].p50}
+        Path(b.model).name: {
+            "invoke_p50_ms": b.stages["invoke"].p50_ms,
+            "total_p50_ms": b.stages["total"].p50_ms,
+        }
         for b in results
+    }
+    invoke = [b.stages["invoke"].p50_ms for b in results]
+    ratio = {"detect": invoke[1] / invoke[0], "pose": invoke[3] / invoke[2]}
+    ap = {w: det_eval[w]["person_AP50"] or 0.0 for w in det_eval}
+    pck = {w: pose_eval[w]["val_crops"]["PCK@0.1"] or 0.0 for w in pose_eval}
+    report["targets"] = {
+        "detect_latency_ratio": ratio["detect"],
+        "detect_latency_ok (<= 0.33)": ratio["detect"] <= 0.33,
+        "detect_person_AP50_ratio": ap["student"] / ap["teacher"] if ap["teacher"] else None,
+        "detect_AP_ok (>= 0.9)": ap["student"] >= 0.9 * ap["teacher"],
+        "pose_latency_ratio": ratio["pose"],
+        "pose_latency_ok (<= 0.5)": ratio["pose"] <= 0.5,
+        "pose_PCK_ratio": pck["student"] / pck["teacher"] if pck["teacher"] else None,
+        "pose_PCK_ok (>= 0.95)": pck["student"] >= 0.95 * pck["teacher"],
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
@@ -401,17 +444,19 @@ def main(argv: list[str] | None = None) -> int:
         keras_path = out / f"run_{task}" / "best.keras"
         if "init" in stages or "train" in stages:
             init = stage_init(data, out, task, r)
+        ft = r.det_ft_epochs if task == "detect" else r.pose_ft_epochs
         if "train" in stages:
             keras_path = stage_train(out, task, init, r)
-            if task == "detect" and r.det_ft_epochs:
+            if ft:
                 keras_path = stage_train(out, task, keras_path, r, phase="ft")
-        elif task == "detect" and r.det_ft_epochs:
-            keras_path = out / "run_detect_ft" / "last.keras"
+        elif ft:
+            keras_path = out / f"run_{task}_ft" / "last.keras"
         if "export" in stages:
             stage_export(data, out, task, keras_path, r)
     if "evaluate" in stages:
         report = stage_evaluate(data, out, r)
-        print(json.dumps({k: report[k] for k in ("detect_eval", "pose_eval", "bench")}, indent=2))
+        keys = ("detect_eval", "pose_eval", "bench", "targets")
+        print(json.dumps({k: report[k] for k in keys}, indent=2, default=str))
     if "install" in stages:
         stage_install(out, args.install_to)
     log(f"done in {time.perf_counter() - t0:.0f} s -> {out}")

@@ -406,7 +406,7 @@ def _measure(
             qmodel, state.spec, config.out / f"{stem}_int8.tflite", labels=state.labels, **calib
         )
     else:
-        suffix = "" if fmt == "float32" else f"_{fmt}"
+        suffix = "" if fmt in ("float32", stage.name) else f"_{fmt}"
         extra = calib if fmt == "int8" else {}
         path = post_training(
             state.model,

@@ -19,7 +19,7 @@ numpy, OpenCV and the runtime only (no TensorFlow).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "crop_square",
     "human_labels_for",
     "person_crops",
+    "reweight_dataset",
     "square_box",
     "teacher_boxes",
 ]
@@ -318,6 +319,57 @@ def build_pose_dataset(
         keypoint_names=COCO_KEYPOINT_NAMES,
         source_format="yolo",
         root=out,
+    )
+    write_yolo(ds, out, images="none")
+    return ds
+
+
+def reweight_dataset(
+    dataset: Dataset, out_dir: Path | str, copies: Callable[[ImageRecord], int]
+) -> Dataset:
+    """Write ``dataset`` into ``out_dir`` with each image present ``copies(record)`` times
+    (0 drops it; copies are hard links or files named ``rK_<name>``), e.g. to weigh a few
+    labelled photos against many video frames. Returns the new dataset (YOLO txt)."""
+    import shutil
+
+    from edgekit.data.yolo_txt import write_yolo
+
+    out = Path(out_dir)
+    img_dir = out / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    records: list[ImageRecord] = []
+    for rec in dataset.images:
+        n = int(copies(rec))
+        if n < 0:
+            raise UsageError(f"copies() must be >= 0, got {n} for {rec.path}")
+        for k in range(n):
+            target = img_dir / (rec.path.name if k == 0 else f"r{k}_{rec.path.name}")
+            if not target.exists():
+                try:
+                    os.link(rec.path, target)
+                except OSError:
+                    shutil.copyfile(rec.path, target)
+            records.append(
+                ImageRecord(
+                    target,
+                    rec.width,
+                    rec.height,
+                    rec.boxes,
+                    rec.class_ids,
+                    keypoints=rec.keypoints,
+                    iscrowd=rec.iscrowd,
+                    image_id=len(records) + 1,
+                )
+            )
+    if not records:
+        raise UsageError("reweight_dataset: every image got 0 copies")
+    ds = Dataset(
+        tuple(records),
+        dataset.class_names,
+        keypoint_names=dataset.keypoint_names,
+        source_format="yolo",
+        root=out,
+        category_ids=dataset.category_ids,
     )
     write_yolo(ds, out, images="none")
     return ds

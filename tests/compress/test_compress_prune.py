@@ -32,7 +32,7 @@ from edgekit.zoo.registry import create_model, get_entry
 
 def _model(name="mobilenet_v2", size=32, **kw):
     keras.utils.set_random_seed(0)
-    kw.setdefault("num_classes", 3)
+    kw.setdefault("num_classes", None if name.startswith("movenet") else 3)
     return create_model(name, input_size=size, width=0.35, **kw)
 
 
@@ -66,27 +66,30 @@ def test_short_run_reaches_target_sparsity_and_survives_copy_back(tmp_path):
 
     spec = get_entry("mobilenet_v2").spec(model)
     sparse = post_training(model, spec, tmp_path / "sparse.tflite", format="float32").path
-    dense = post_training(_model(), spec, tmp_path / "dense.tflite", format="float32").path
-    gz = [len(gzip.compress(p.read_bytes(), 9)) for p in (sparse, dense)]
-    assert gz[0] < 0.75 * gz[1]
+    data = sparse.read_bytes()  # dense float32 weights gzip to ~93%; half zeros far less
+    assert len(gzip.compress(data, 9)) < 0.75 * len(data)
 
 
-def test_magnitude_prune_returns_its_callbacks_and_sets_frequency():
+def test_magnitude_prune_returns_its_callbacks_and_sets_frequency(tmp_path):
     import tensorflow_model_optimization as tfmot
 
-    setup = magnitude_prune(to_tf_keras(_model()), 0.5, end_step=20)
-    assert any(isinstance(c, tfmot.sparsity.keras.UpdatePruningStep) for c in setup.callbacks)
+    setup = magnitude_prune(
+        to_tf_keras(_model(), check=False), 0.5, end_step=20, log_dir=str(tmp_path)
+    )
+    kinds = {type(c) for c in setup.callbacks}
+    s = tfmot.sparsity.keras
+    assert kinds == {s.UpdatePruningStep, s.PruningSummaries}
     assert setup.schedule.get_config()["config"]["frequency"] == 2
     with pytest.raises(UsageError):
-        magnitude_prune(to_tf_keras(_model()), 1.5, end_step=20)
+        magnitude_prune(None, 1.5, end_step=20)
     with pytest.raises(UsageError):
-        magnitude_prune(to_tf_keras(_model()), 0.5, end_step=0)
+        magnitude_prune(None, 0.5, end_step=0)
 
 
 def test_copy_back_refuses_mismatched_shapes():
     a, b = _model(), _model(num_classes=4)
     with pytest.raises(UsageError):
-        copy_weights_back(to_tf_keras(b), a)
+        copy_weights_back(to_tf_keras(b, check=False), a)
 
 
 def test_structured_ratio_zero_is_exact_and_half_is_thinner():

@@ -35,7 +35,9 @@ class FakeDetector:
         self.detections = tuple(detections)
 
     def predict(self, image, score_threshold=0.5):
-        return Prediction(detections=tuple(d for d in self.detections if d.score >= score_threshold))
+        return Prediction(
+            detections=tuple(d for d in self.detections if d.score >= score_threshold)
+        )
 
 
 class FakePose:
@@ -81,7 +83,11 @@ def test_detection_dataset_human_labels_win(tmp_path):
     human = Dataset(
         (
             ImageRecord(
-                img, 120, 80, np.array([[0.1, 0.1, 0.4, 0.9], [0.6, 0.6, 0.7, 0.7]]), np.array([0, 1])
+                img,
+                120,
+                80,
+                np.array([[0.1, 0.1, 0.4, 0.9], [0.6, 0.6, 0.7, 0.7]]),
+                np.array([0, 1]),
             ),
         ),
         ("person", "cat"),

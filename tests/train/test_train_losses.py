@@ -1,4 +1,4 @@
-"""Losses, schedule, config and freezing: small exact checks."""
+"""Losses, schedule, config, freezing, progress and strategy choice: small exact checks."""
 
 from __future__ import annotations
 
@@ -124,3 +124,40 @@ def test_freeze_backbone_blocks():
     freeze_layers(model, blocks, "backbone")
     assert not model.get_layer("block_16_project").trainable
     assert model.get_layer("extra_1_reduce").trainable and model.get_layer("class_head_0").trainable
+
+
+def test_progress_plain_is_one_line_per_epoch_and_rich_runs():
+    import io
+
+    from edgekit.train.callbacks import Progress
+
+    for mode in ("plain", "rich"):
+        buf = io.StringIO()
+        p = Progress(mode, epochs=2, steps=3, stream=buf)
+        for epoch in range(2):
+            p.on_epoch_begin(epoch)
+            for b in range(3):
+                p.on_train_batch_end(b, {"loss": 1.0 / (b + 1)})
+            p.on_epoch_end(epoch, {"loss": 0.5, "val_loss": 0.6})
+        p.on_train_end()
+        lines = [x for x in buf.getvalue().splitlines() if x.startswith("epoch ")]
+        assert len(lines) == 2 and "val_loss 0.6" in lines[1], buf.getvalue()
+        if mode == "plain":
+            assert "\r" not in buf.getvalue() and len(buf.getvalue().splitlines()) == 2
+    assert Progress("auto", 1, 1, stream=io.StringIO()).mode == "plain"  # not a TTY
+
+
+def test_mixed_precision_ignored_on_cpu_and_multiworker_needs_tf_config(monkeypatch, caplog):
+    import tensorflow as tf
+
+    from edgekit.train.distribute import make_strategy, set_mixed_precision
+
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("a GPU is present")
+    with caplog.at_level("WARNING"):
+        assert set_mixed_precision(True) is False
+    assert "ignored" in caplog.text and keras.mixed_precision.global_policy().name == "float32"
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(UsageError, match="TF_CONFIG"):
+        make_strategy("multiworker")
+    assert make_strategy("auto").num_replicas_in_sync == 1
