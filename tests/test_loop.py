@@ -469,6 +469,11 @@ def test_bench_tool_with_a_fake_step(tmp_path, shared):
 def test_pipelined_loop_keeps_up_with_the_interpreter(shared, tmp_path):
     """fps of the pipelined loop >= 0.95 / median(invoke), SSD MobileNet V1, 1 thread."""
     pytest.importorskip("ai_edge_litert")
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):
+        # Other jobs preempting the interpreter stretch the mean step far past the median
+        # invoke: the ratio then measures the neighbours, not the loop.
+        pytest.skip(f"machine busy (load average {load:.1f}); throughput ratio not meaningful")
     video = shared("video", "vtest.avi")
     model = shared("models", "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite")
     bench = _bench_module()

@@ -59,10 +59,11 @@ class Recipe:
     det_batch: int = 16
     det_lr: float = 2e-3
     det_freeze: str | None = "10"
+    det_score: float = 0.3  # default score threshold embedded in the exported spec
     # phase 2: fine-tune everything on the labelled images repeated + fewer video frames
-    det_ft_epochs: int = 15
+    det_ft_epochs: int = 6
     det_ft_lr: float = 5e-4
-    det_ft_freeze: str | None = None
+    det_ft_freeze: str | None = "6"
     det_ft_repeat: int = 4
     det_ft_every_n: int = 6
     pose_model: str = "movenet_mobilenet_v2"
@@ -274,6 +275,8 @@ def stage_export(data: Path, out: Path, task: str, keras_path: Path, r: Recipe) 
     model, spec = load_source(str(keras_path))
     calib = out / ("data_detect" if task == "detect" else "data_pose") / "images"
     spec = replace(spec, name=f"edgekit_{task}_default")
+    if task == "detect":  # the student's scores run lower than the teacher's: its own default
+        spec = replace(spec, decoder_params={**spec.decoder_params, "score_threshold": r.det_score})
     cfg = ExportConfig(
         format="int8",
         out=target,
@@ -408,7 +411,9 @@ def stage_install(out: Path, assets: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "default_models")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and a few steps (CI)")

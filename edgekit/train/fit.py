@@ -138,11 +138,6 @@ def set_bn_momentum(
 def init_from(model: Any, path: Path) -> tuple[int, int]:
     """Copy weights from a checkpoint into ``model`` layer by layer (same name and shapes);
     returns (layers copied, layers with weights)."""
-    import keras
-
-    import edgekit.zoo.pose
-    import edgekit.zoo.yolo  # noqa: F401
-
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"--init {p}: no such checkpoint")
@@ -151,7 +146,9 @@ def init_from(model: Any, path: Path) -> tuple[int, int]:
         with_weights = sum(1 for layer in model.layers if layer.weights)
         return with_weights, with_weights
     try:
-        src = keras.saving.load_model(p, compile=False)
+        from edgekit.zoo.saving import load_keras_model
+
+        src = load_keras_model(p)
     except Exception as exc:
         raise UsageError(f"--init {p}: cannot load Keras model ({exc})") from None
     by_name = {layer.name: layer for layer in src.layers}
@@ -444,6 +441,7 @@ def train(
             epochs=config.epochs,
             initial_epoch=initial_epoch,
             callbacks=[*own, *callbacks],
+            shuffle=False,  # the pipeline shuffles
             verbose=0,
         )
     iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))

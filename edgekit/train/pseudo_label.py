@@ -206,7 +206,7 @@ def crop_square(image: np.ndarray, square: np.ndarray, size: int) -> np.ndarray:
     square leaves the image)."""
     import cv2
 
-    x0, y0, x1, y1 = (float(v) for v in square)
+    x0, y0, x1, _ = (float(v) for v in square)
     s = size / max(x1 - x0, 1e-6)
     m = np.array([[s, 0, -x0 * s], [0, s, -y0 * s]], np.float32)
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR

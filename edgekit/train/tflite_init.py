@@ -59,10 +59,8 @@ def read_folded_convs(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarra
             continue
         w = deq(op["inputs"][1])
         b = deq(op["inputs"][2]) if len(op["inputs"]) > 2 and op["inputs"][2] >= 0 else None
-        if name == "CONV_2D":
-            kernel = np.transpose(w, (1, 2, 3, 0))  # (out, kh, kw, in) -> (kh, kw, in, out)
-        else:
-            kernel = np.transpose(w, (1, 2, 3, 0))  # (1, kh, kw, C) -> (kh, kw, C, 1)
+        # conv (out, kh, kw, in) -> (kh, kw, in, out); depthwise (1, kh, kw, C) -> (kh, kw, C, 1)
+        kernel = np.transpose(w, (1, 2, 3, 0))
         if b is None:
             b = np.zeros(kernel.shape[-1] if name == "CONV_2D" else kernel.shape[2], np.float32)
         out.append((name, kernel, b))
@@ -110,7 +108,7 @@ def mobilenet_v2_from_tflite(
         bn = model.get_layer(f"{layer.name}_bn")
         bns.append(bn)
     # identity BatchNorms first: the model now computes the folded network exactly
-    for bn, (_op, kernel, bias) in zip(bns, convs, strict=False):
+    for bn, (_op, _kernel, bias) in zip(bns, convs, strict=False):
         eps = float(bn.epsilon)
         c = bias.shape[0]
         bn.set_weights(

@@ -233,3 +233,25 @@ def test_real_teachers_label_coco_and_video(tmp_path):
     assert 1 <= len(pose) <= 6
     labelled = np.concatenate([r.keypoints[0, :, 2] for r in pose.images])
     assert (labelled > 0).mean() > 0.3
+
+
+def test_reweight_dataset_repeats_and_drops(tmp_path):
+    from edgekit.train.pseudo_label import reweight_dataset
+
+    recs = []
+    for name in ("a_video_1.jpg", "b_labelled_2.jpg"):
+        _image(tmp_path / name)
+        recs.append(
+            ImageRecord(tmp_path / name, 120, 80, np.array([[0.1, 0.1, 0.5, 0.5]]), np.array([0]))
+        )
+    ds = Dataset(tuple(recs), ("person",), root=tmp_path)
+    out = reweight_dataset(ds, tmp_path / "rw", lambda r: 0 if "_video_" in r.path.name else 3)
+    assert [r.path.name for r in out.images] == [
+        "b_labelled_2.jpg",
+        "r1_b_labelled_2.jpg",
+        "r2_b_labelled_2.jpg",
+    ]
+    back = read_dataset(tmp_path / "rw" / "data.yaml", "yolo")
+    assert len(back) == 3 and back.class_names == ("person",)
+    with pytest.raises(UsageError):
+        reweight_dataset(ds, tmp_path / "none", lambda r: 0)
