@@ -61,7 +61,7 @@ class Recipe:
     det_freeze: str | None = "10"
     det_score: float = 0.3  # default score threshold embedded in the exported spec
     # phase 2: fine-tune everything on the labelled images repeated + fewer video frames
-    det_ft_epochs: int = 6
+    det_ft_epochs: int = 0  # off: 6 epochs did not help (models/detect_default.md)
     det_ft_lr: float = 5e-4
     det_ft_freeze: str | None = "6"
     det_ft_repeat: int = 4
@@ -95,7 +95,7 @@ QUICK = Recipe(
     det_img=96,
     det_epochs=1,
     det_batch=2,
-    det_ft_epochs=1,
+    det_ft_epochs=0,
     det_ft_repeat=2,
     det_ft_every_n=80,
     pose_img=96,
@@ -425,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--det-epochs", type=int, default=None)
     ap.add_argument("--pose-epochs", type=int, default=None)
+    ap.add_argument("--det-ft-epochs", type=int, default=None, help="detector phase 2 (0 = off)")
+    ap.add_argument("--pose-ft-epochs", type=int, default=None, help="pose phase 2 (0 = off)")
     ap.add_argument("--install-to", type=Path, default=ASSETS, help="where `install` copies to")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -438,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         r = replace(r, det_epochs=args.det_epochs)
     if args.pose_epochs:
         r = replace(r, pose_epochs=args.pose_epochs)
+    if args.det_ft_epochs is not None:
+        r = replace(r, det_ft_epochs=args.det_ft_epochs)
+    if args.pose_ft_epochs is not None:
+        r = replace(r, pose_ft_epochs=args.pose_ft_epochs)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
