@@ -8,9 +8,10 @@ Both are students distilled from third-party teachers on ``../shared/data`` (no 
   person boxes (human labels win) on coco128's TRAIN split (``split_dataset(ds, 0.2, seed 0)``;
   the 20 held-back images are never seen) plus every 3rd frame of ``video/vtest.avi``.
   Exported full int8 with ``TFLite_Detection_PostProcess`` (NMS) inside, spec + labels embedded.
-- pose: ``movenet_mobilenet_v2`` (width 1.0, 160²), trained on square person crops (human and
+- pose: ``movenet_mobilenet_v2`` (width 1.0, 128²), trained on square person crops (human and
   teacher boxes, enlarged 1.3x) of the same images and frames, labelled by MoveNet SinglePose
-  Lightning (keypoints scoring >= 0.3). Exported full int8, spec embedded.
+  Lightning (keypoints scoring >= 0.3), then fine-tuned with the coco128 crops weighted 4x.
+  Exported full int8, spec embedded.
 
 Both backbones start from ImageNet weights: the MobileNetV2 1.0 convolutions are read out of
 ``models/mobilenet_v2_1.0_224_quant.tflite`` (:mod:`edgekit.train.tflite_init`); heads start
@@ -20,8 +21,9 @@ from scratch. Then the teachers and students are evaluated on the held-back imag
 Stages (each resumable; a finished stage is skipped, training resumes from its checkpoint):
 label -> init -> train -> export -> evaluate -> install (copies into edgekit/assets).
 
-    .venv/bin/python tools/train_default_models.py                 # full run (see models/*.md)
-    .venv/bin/python tools/train_default_models.py --quick --out /tmp/q   # CI smoke run, < 2 min
+    .venv/bin/python tools/train_default_models.py --stages label,init,train,export,evaluate,install
+        # full run: ~75 min on a 2-core CPU, minutes on a GPU (figures: models/*.md)
+    .venv/bin/python tools/train_default_models.py --quick --out /tmp/q   # CI smoke run, ~75 s
 """
 
 from __future__ import annotations
