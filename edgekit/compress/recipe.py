@@ -217,7 +217,7 @@ def _student(config: CompressConfig, num_classes: int) -> tuple[Any, Any, bool]:
     return model, entry.spec(model), False
 
 
-def _teacher(config: CompressConfig, student_spec: Any) -> Any:
+def _teacher(config: CompressConfig) -> Any:
     from edgekit.compress.teacher import KerasTeacher, TFLiteTeacher
 
     t = str(config.teacher)
@@ -312,7 +312,7 @@ def _train_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[st
     details: dict[str, Any] = {"epochs": config.epochs}
     logits = None
     if stage.name == "distill":
-        teacher = _teacher(config, state.spec)
+        teacher = _teacher(config)
         cache = TeacherCache(config.cache_dir or config.out / "teacher_cache")
         raw = teacher_targets(teacher, state.train, cache)
         n = len(state.labels)

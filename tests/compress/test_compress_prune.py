@@ -49,7 +49,7 @@ def test_twin_matches_zoo_tf_keras_build_and_outputs():
     assert [x.name for x in twin.layers] == [x.name for x in model.layers]
     zoo_twin = create_model("mobilenet_v2", num_classes=3, input_size=32, width=0.35, km=tf_keras)
     zoo_twin.set_weights(model.get_weights())
-    assert verify_twins(model, zoo_twin) == 0.0
+    assert verify_twins(model, zoo_twin) <= 1e-6
     assert verify_twins(model, twin) <= 1e-5
 
 
