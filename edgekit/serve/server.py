@@ -101,6 +101,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self.app = app
         super().__init__(address, _Handler)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Track the socket at accept time, before its handler thread starts, so close() can
+        # always wake it (a handler not yet scheduled would otherwise sit in its read timeout).
+        self.app._track(request, True)
+        super().process_request(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
@@ -242,10 +248,14 @@ class PreviewServer:
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
+            if not add:
                 self._connections.discard(conn)
+                return
+            self._connections.add(conn)
+            if not self.closing:
+                return
+        with contextlib.suppress(OSError):  # accepted while closing: end it at once
+            conn.shutdown(socket.SHUT_RDWR)
 
     def latest_json(self) -> dict[str, Any]:
         return self._latest_json() if self._latest_json is not None else {}
