@@ -152,7 +152,7 @@ def run_app(
     source, outputs) before the first frame. The loop closes the source and sinks.
     """
     from edgekit.io import sinks as sinks_mod
-    from edgekit.io.sources import open_source
+    from edgekit.io.sources import LoresSource, open_source
     from edgekit.loop import run
     from edgekit.runtime.model import Model
     from edgekit.runtime.step import make_step
@@ -166,6 +166,9 @@ def run_app(
             model_path, backend=config.backend, threads=config.threads, labels=labels
         )
         _check_task(config, model)
+        # Resize each frame for the model in the capture thread (picamera2 sources already
+        # deliver this low-res image), so inference never waits on it.
+        source = LoresSource(source, model.spec.input_size, resize_mode=model.spec.resize_mode)
         thresholds = dict(config.extra_thresholds)
         if config.score is not None:
             thresholds["score_threshold"] = config.score

@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -351,6 +352,33 @@ def default_threads() -> int:
     return max(1, min(4, cores))
 
 
+@contextmanager
+def _without_xnnpack_banner() -> Iterator[None]:
+    """Drop LiteRT's native "INFO: Created TensorFlow Lite XNNPACK delegate" line (printed on
+    file descriptor 2 by ``allocate_tensors``) and pass any other native output through, so
+    edgekit's own messages and one-line errors stay readable. No-op when stderr has no fd."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            kept = [line for line in text.splitlines(True) if "XNNPACK delegate" not in line]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def make_interpreter(
     model: str | os.PathLike[str] | bytes,
     *,
@@ -407,7 +435,8 @@ def interpreter_from_bytes(
     except (ValueError, RuntimeError, TypeError) as exc:
         raise ModelLoadError(f"{name}: {chosen.name} cannot load it ({_one_line(exc)})") from None
     try:
-        interpreter.allocate_tensors()
+        with _without_xnnpack_banner():
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         text = _one_line(exc)
         if "edgetpu-custom-op" in text:

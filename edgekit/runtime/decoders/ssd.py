@@ -17,7 +17,10 @@ _MAX_LOG_SCALE = float(np.log(1000.0 / 16))
 
 
 def _squeeze_batch(a: np.ndarray, ndim: int, name: str, last: int | None = None) -> np.ndarray:
-    arr = np.asarray(a, dtype=np.float64)
+    # Rows past TFLite_Detection_PostProcess's count are uninitialized and may hold signaling
+    # NaNs, whose widening raises a spurious "invalid value" warning: they are dropped later.
+    with np.errstate(invalid="ignore"):
+        arr = np.asarray(a, dtype=np.float64)
     while arr.ndim > ndim and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != ndim or (last is not None and arr.shape[-1] != last):
