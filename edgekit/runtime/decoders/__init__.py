@@ -94,6 +94,19 @@ def make_detections(
     return out
 
 
+def valid_count(count: float | np.ndarray | None, n: int) -> int:
+    """How many of ``n`` rows a post-processing op's ``count`` output says are valid: clipped to
+    ``[0, n]``; ``None`` means all; +inf all, NaN/-inf none. Raises ``ValueError`` unless
+    ``count`` is a single number."""
+    if count is None:
+        return n
+    cnt = np.asarray(count, dtype=np.float64).reshape(-1)
+    if cnt.size != 1:
+        raise ValueError(f"count must be a single number, got shape {np.shape(count)}")
+    v = float(cnt[0])
+    return int(np.clip(v, 0, n)) if np.isfinite(v) else (n if v > 0 else 0)
+
+
 def _class_ids(values: np.ndarray) -> np.ndarray:
     """Float class outputs -> int64, non-finite -> -1 (never raises on NaN/inf)."""
     v = np.asarray(values, dtype=np.float64)

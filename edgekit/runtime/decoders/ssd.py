@@ -8,7 +8,7 @@ import numpy as np
 
 from edgekit.core.boxes import batched_nms, yxyx_to_xyxy
 from edgekit.core.types import Detection
-from edgekit.runtime.decoders import _class_ids, make_detections
+from edgekit.runtime.decoders import _class_ids, make_detections, valid_count
 
 __all__ = ["decode_boxes", "decode_postprocessed", "decode_raw"]
 
@@ -57,12 +57,7 @@ def decode_postprocessed(
         raise ValueError(
             f"boxes ({n}), classes ({c.shape[0]}) and scores ({s.shape[0]}) disagree in length"
         )
-    if count is not None:
-        cnt = np.asarray(count, dtype=np.float64).reshape(-1)
-        if cnt.size != 1:
-            raise ValueError(f"count must be a single number, got shape {np.shape(count)}")
-        v = float(cnt[0])
-        n = int(np.clip(v, 0, n)) if np.isfinite(v) else (n if v > 0 else 0)
+    n = valid_count(count, n)
     b, c, s = b[:n], c[:n], s[:n]
     keep = s >= score_threshold
     return make_detections(

@@ -8,7 +8,7 @@ import numpy as np
 
 from edgekit.core.boxes import batched_nms, cxcywh_to_xyxy, yxyx_to_xyxy
 from edgekit.core.types import Detection
-from edgekit.runtime.decoders import _class_ids, make_detections
+from edgekit.runtime.decoders import _class_ids, make_detections, valid_count
 
 __all__ = ["decode", "decode_nms", "to_channels_first"]
 
@@ -163,12 +163,7 @@ def decode_nms(
         raise ValueError(
             f"boxes ({n}), scores ({s.shape[0]}) and classes ({c.shape[0]}) disagree in length"
         )
-    if count is not None:
-        cnt = np.asarray(count, dtype=np.float64).reshape(-1)
-        if cnt.size != 1:
-            raise ValueError(f"count must be a single number, got shape {np.shape(count)}")
-        v = float(cnt[0])
-        n = int(np.clip(v, 0, n)) if np.isfinite(v) else (n if v > 0 else 0)
+    n = valid_count(count, n)
     b, s, c = b[:n], s[:n], c[:n]
     with np.errstate(invalid="ignore"):
         keep = s >= score_threshold
