@@ -44,7 +44,9 @@ class RunConfig:
     score threshold (``None`` = the model's default). ``max_frames``/``duration`` stop the run.
     ``track`` (detect only) adds stable track ids (:mod:`edgekit.core.tracking`); ``serve``
     (``[HOST:]PORT``) adds the live web preview (:mod:`edgekit.serve`), which requires
-    ``token`` (generated when ``None``) unless bound to loopback.
+    ``token`` (generated when ``None``) unless bound to loopback. ``edgetpu_fallback``: an Edge
+    TPU model whose delegate fails to load runs its CPU sibling (``x.tflite``) with a warning;
+    ``reconnect``: a live OpenCV camera or stream that is lost is opened again with backoff.
     """
 
     task: str
@@ -65,6 +67,8 @@ class RunConfig:
     track: bool = False
     serve: str | None = None
     token: str | None = None
+    edgetpu_fallback: bool = True
+    reconnect: bool = True
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -158,12 +162,16 @@ def run_app(
     from edgekit.runtime.step import make_step
 
     model_path = config.model if config.model is not None else default_model(config.task)
-    source = open_source(config.source, camera=config.camera)
+    source = open_source(config.source, camera=config.camera, reconnect=config.reconnect)
     opened: list[Any] = []
     try:
         labels = str(config.labels) if config.labels is not None else None
         model = Model.load(
-            model_path, backend=config.backend, threads=config.threads, labels=labels
+            model_path,
+            backend=config.backend,
+            threads=config.threads,
+            labels=labels,
+            edgetpu_fallback=config.edgetpu_fallback,
         )
         _check_task(config, model)
         # Resize each frame for the model in the capture thread (picamera2 sources already

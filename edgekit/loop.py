@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import logging
 import signal
 import threading
 import time
@@ -45,19 +46,26 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.types import Frame, FrameResult
+from edgekit.errors import SinkError
 
 Step = Callable[[Frame], FrameResult]
 Render = Callable[[FrameResult], np.ndarray]
 
 _EMPTY = object()  # nothing arrived before the timeout
 _END = object()  # the producer finished
+_SKIPPED = object()  # the source gave something that is not a usable frame
+_log = logging.getLogger("edgekit.loop")
 _POLL_S = 0.05
 _JOIN_S = 5.0
+# Per-stage timing samples kept for LoopStats: the most recent ones only, so a camera running for
+# days holds a bounded ~10 MB instead of ~215 bytes per frame forever.
+MAX_TIMING_SAMPLES = 50_000
 
 
 @dataclass(frozen=True)
 class StageStats:
-    """Distribution of one stage's per-frame times, in milliseconds."""
+    """Distribution of one stage's per-frame times, in milliseconds (over the last
+    ``MAX_TIMING_SAMPLES`` frames of a longer run)."""
 
     count: int
     mean: float
@@ -78,7 +86,11 @@ class StageStats:
 class LoopStats:
     """What a run did: frames written to the sinks, live frames dropped, wall time and FPS
     (``frames / elapsed_s``), per-stage timing distributions, and why it stopped
-    ("end", "max_frames", "duration", "stop_event", "SIGINT", "SIGTERM", "sink", "error")."""
+    ("end", "max_frames", "duration", "stop_event", "SIGINT", "SIGTERM", "sink", "error").
+
+    ``skipped_frames`` counts what the source gave that was no usable frame (None, an empty
+    image, not uint8, not (H, W, 3)): skipped before the step. ``sink_errors`` maps each sink
+    disabled by a write error (a full disk, an unwritable file) to that error's message."""
 
     frames: int
     dropped: int
@@ -87,6 +99,8 @@ class LoopStats:
     stages: dict[str, StageStats] = field(default_factory=dict)
     pipelined: bool = True
     stopped_by: str = "end"
+    skipped_frames: int = 0
+    sink_errors: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         mode = "pipelined" if self.pipelined else "serial"
@@ -98,7 +112,37 @@ class LoopStats:
             if name in self.stages:
                 s = self.stages[name]
                 parts.append(f"{name} p50 {s.p50:.1f} ms")
+        if self.skipped_frames:
+            parts.append(f"skipped {self.skipped_frames} bad frames")
+        if self.sink_errors:
+            parts.append("disabled " + ", ".join(self.sink_errors))
         return ", ".join(parts) + f"; stopped by {self.stopped_by}"
+
+
+def _usable_image(image: Any) -> bool:
+    return (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape[2] == 3
+        and image.size > 0
+    )
+
+
+def usable_frame(frame: Any) -> bool:
+    """True for a :class:`Frame` whose image (and ``lores``, when present) is a non-empty RGB
+    uint8 (H, W, 3) array: what the loop hands to the step; anything else is skipped."""
+    return (
+        isinstance(frame, Frame)
+        and _usable_image(frame.image)
+        and (frame.lores is None or _usable_image(frame.lores))
+    )
+
+
+def sink_name(sink: Any) -> str:
+    """How warnings and :attr:`LoopStats.sink_errors` name a sink: its ``name``, else repr."""
+    name = getattr(sink, "name", None)
+    return str(name) if name else repr(sink)
 
 
 class _Channel:
@@ -161,10 +205,15 @@ class _Run:
         max_frames: int | None,
         duration: float | None,
         render: Render | None,
+        isolate_sink_errors: bool = True,
     ) -> None:
         self.source = source
         self.step = step
-        self.sinks = list(sinks)
+        self.sinks = list(sinks)  # the sinks still written to
+        self.isolate_sink_errors = isolate_sink_errors
+        self.disabled: list[Any] = []  # sinks dropped after a write error (already closed)
+        self.sink_errors: dict[str, str] = {}
+        self.skipped = 0
         self.clock = clock
         self.max_frames = max_frames
         self.duration = duration
@@ -173,7 +222,9 @@ class _Run:
         self.abort = threading.Event()  # an error: everything stops as soon as it can
         self.stopped_by = "end"
         self.errors: list[BaseException] = []
-        self.samples: dict[str, list[float]] = collections.defaultdict(list)
+        self.samples: dict[str, collections.deque[float]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=MAX_TIMING_SAMPLES)
+        )
         self.frames = 0
         self.dropped = 0
         self.start = 0.0
@@ -210,11 +261,18 @@ class _Run:
         return False
 
     # -- stages --------------------------------------------------------------------------
-    def capture_one(self, frames: Iterator[Frame]) -> tuple[Frame, float, float] | None:
+    def capture_one(self, frames: Iterator[Frame]) -> tuple[Frame, float, float] | object | None:
+        """The next frame with its capture times; None at the end of the source, ``_SKIPPED``
+        (and counted) for anything that is no usable frame."""
         t0 = self.clock()
-        frame = next(frames, None)
+        frame = next(frames, _END)
         t1 = self.clock()
-        return None if frame is None else (frame, t0, t1)
+        if frame is _END:
+            return None
+        if not usable_frame(frame):
+            self.skipped += 1
+            return _SKIPPED
+        return (frame, t0, t1)
 
     def infer_one(self, item: tuple[Frame, float, float]) -> FrameResult:
         frame, t0, t1 = item
@@ -238,11 +296,16 @@ class _Run:
         if self.render is not None and any(getattr(s, "wants_image", False) for s in self.sinks):
             image = self.render(result)
         t1 = self.clock()
-        for sink in self.sinks:
-            if image is not None and getattr(sink, "wants_image", False):
-                sink.write(result, image)
-            else:
-                sink.write(result)
+        for sink in list(self.sinks):
+            try:
+                if image is not None and getattr(sink, "wants_image", False):
+                    sink.write(result, image)
+                else:
+                    sink.write(result)
+            except (OSError, SinkError) as exc:
+                if not self.isolate_sink_errors:
+                    raise
+                self.disable_sink(sink, exc)
         t2 = self.clock()
         for key, value in result.timings.items():
             self.samples[key].append(float(value))
@@ -252,6 +315,21 @@ class _Run:
         self.frames += 1
         if any(getattr(s, "stop_requested", False) for s in self.sinks):
             self.request_stop("sink")
+
+    def disable_sink(self, sink: Any, exc: BaseException) -> None:
+        """Stop writing to a sink that failed (a full disk, an unwritable file): close it quietly,
+        record and warn once; the other sinks and the loop go on. When no sink is left, the
+        error is raised (a run whose every output failed would be writing nothing)."""
+        name = sink_name(sink)
+        message = str(exc) or type(exc).__name__
+        self.sinks.remove(sink)
+        self.disabled.append(sink)
+        self.sink_errors[name] = message
+        with contextlib.suppress(Exception):
+            sink.close()
+        _log.warning("output %s disabled after a write error: %s", name, message)
+        if not self.sinks:
+            raise SinkError(f"every output failed; last: {name}: {message}") from exc
 
     # -- threads -------------------------------------------------------------------------
     def capture_worker(self, out: _Channel, count: bool) -> None:
@@ -264,6 +342,8 @@ class _Run:
                 item = self.capture_one(frames)
                 if item is None:
                     break
+                if item is _SKIPPED:
+                    continue
                 captured += 1
                 if not out.put(item, self.stop.is_set):
                     break
@@ -317,8 +397,10 @@ class _Run:
             item = self.capture_one(frames)
             if item is None:
                 return
+            if item is _SKIPPED:
+                continue
             captured += 1
-            self.output_one(self.infer_one(item))
+            self.output_one(self.infer_one(item))  # type: ignore[arg-type]
 
     def pipelined(self, latest: bool, queue_size: int, poll: Callable[[], None]) -> None:
         frames_in = _Channel(queue_size, latest=latest)
@@ -402,6 +484,7 @@ def run(
     stop_event: threading.Event | None = None,
     install_signal_handlers: bool = True,
     render: Render | None = None,
+    isolate_sink_errors: bool = True,
 ) -> LoopStats:
     """Run ``step`` on every frame of ``source`` and hand each result to every sink.
 
@@ -413,6 +496,12 @@ def run(
     ``source.live``) chooses newest-frame-wins over processing every frame; ``queue_size`` bounds
     the queues of the pipelined mode. The source and all sinks are closed when ``run`` returns or
     raises. Returns :class:`LoopStats`.
+
+    ``isolate_sink_errors`` (default): a sink whose ``write`` raises ``OSError`` or
+    :class:`SinkError` is closed and dropped with one warning (logger ``edgekit.loop``) and
+    recorded in ``LoopStats.sink_errors``; the loop and the other sinks go on (when no sink is
+    left, a :class:`SinkError` ends the run). ``False``: the first such error ends the run.
+    Frames that are no usable RGB uint8 image are skipped and counted (``skipped_frames``).
     """
     if max_frames is not None and max_frames < 0:
         raise ValueError(f"max_frames must be >= 0, got {max_frames}")
@@ -426,14 +515,28 @@ def run(
         render = default_render
     latest = bool(getattr(source, "live", False)) if drop_frames is None else drop_frames
     state = _Run(
-        source, step, sinks, clock=clock, max_frames=max_frames, duration=duration, render=render
+        source,
+        step,
+        sinks,
+        clock=clock,
+        max_frames=max_frames,
+        duration=duration,
+        render=render,
+        isolate_sink_errors=isolate_sink_errors,
     )
 
     def poll() -> None:
         if stop_event is not None and stop_event.is_set():
             state.request_stop("stop_event")
 
-    closers = [s.close for s in sinks]
+    def closer(sink: Any) -> Callable[[], None]:
+        def close() -> None:
+            if not any(sink is d for d in state.disabled):  # those were closed already
+                sink.close()
+
+        return close
+
+    closers = [closer(s) for s in sinks]
     if callable(getattr(source, "close", None)):
         closers.insert(0, source.close)  # type: ignore[attr-defined]
     error: BaseException | None = None
@@ -465,4 +568,6 @@ def run(
         stages=stages,
         pipelined=pipelined,
         stopped_by=state.stopped_by,
+        skipped_frames=state.skipped,
+        sink_errors=dict(state.sink_errors),
     )

@@ -16,6 +16,7 @@ import os
 import secrets
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,19 @@ class EmbeddedFiles:
     names: tuple[str, ...]
 
 
+# What zipfile raises on a damaged archive besides BadZipFile (bad version, bad deflate data,
+# truncated member, offsets past the end).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, ValueError, OSError)
+
+MAX_LABEL_ID = 100_000  # an ``id name`` label file with a larger id is read as plain lines
+
+
 def parse_labels(text: str) -> tuple[str, ...]:
     """Parse a label file: one label per line, or ``id name`` pairs (ids may have gaps).
 
     With ``id name`` lines the result is indexed by id, gaps filled with ``""``. Blank
     trailing lines are dropped; ``???`` placeholders (TF1 label maps) are kept as given.
+    Ids are ASCII digits up to ``MAX_LABEL_ID``; a file with others is one label per line.
     """
     lines = [line.rstrip("\r") for line in text.split("\n")]
     while lines and not lines[-1].strip():
@@ -46,11 +55,11 @@ def parse_labels(text: str) -> tuple[str, ...]:
     pairs = []
     for line in lines:
         head, _, rest = line.strip().partition(" ")
-        if not head.isdigit() or not rest.strip():
+        if not (head.isascii() and head.isdigit()) or not rest.strip() or len(head) > 9:
             pairs = None
             break
         pairs.append((int(head), rest.strip()))
-    if pairs:
+    if pairs and max(i for i, _ in pairs) <= MAX_LABEL_ID:
         out = [""] * (max(i for i, _ in pairs) + 1)
         for i, name in pairs:
             out[i] = name
@@ -63,7 +72,7 @@ def flatbuffer_end(data: bytes) -> int:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
-    except zipfile.BadZipFile:
+    except _ZIP_ERRORS:
         return len(data)
     if not infos:
         return len(data)
@@ -73,19 +82,25 @@ def flatbuffer_end(data: bytes) -> int:
 
 def read_embedded(data: bytes) -> EmbeddedFiles:
     """Read edgekit's spec and/or ``labelmap.txt`` from a model's bytes. Never raises on
-    models without appended files; raises ``ValueError`` for a present but malformed spec."""
+    models without appended files; raises ``ValueError`` for a present but malformed spec or
+    damaged appended files."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except _ZIP_ERRORS:
         return EmbeddedFiles(None, (), ())
     with zf:
         names = tuple(zf.namelist())
         spec = None
         labels: tuple[str, ...] = ()
-        if SPEC_NAME in names:
-            spec = ModelSpec.from_json(zf.read(SPEC_NAME).decode("utf-8"))
-        if LABELS_NAME in names:
-            labels = parse_labels(zf.read(LABELS_NAME).decode("utf-8", errors="replace"))
+        try:
+            spec_json = zf.read(SPEC_NAME).decode("utf-8") if SPEC_NAME in names else None
+            label_bytes = zf.read(LABELS_NAME) if LABELS_NAME in names else None
+        except _ZIP_ERRORS as exc:
+            raise ValueError(f"appended files are damaged ({type(exc).__name__}: {exc})") from exc
+        if spec_json is not None:
+            spec = ModelSpec.from_json(spec_json)
+        if label_bytes is not None:
+            labels = parse_labels(label_bytes.decode("utf-8", errors="replace"))
     if spec is not None and not spec.labels and labels:
         spec = _with_labels(spec, labels)
     return EmbeddedFiles(spec, spec.labels if spec and spec.labels else labels, names)

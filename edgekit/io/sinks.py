@@ -12,6 +12,7 @@ JSON lines use :func:`result_to_json`: pixel coordinates of the original frame.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -45,8 +46,10 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def _round(value: float, digits: int) -> float:
-    return round(float(value), digits)
+def _round(value: float, digits: int) -> float | None:
+    """Rounded, or None (JSON ``null``) for NaN / infinity, so every line is strict JSON."""
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
 
 
 def result_to_json(result: FrameResult) -> dict[str, Any]:
@@ -56,7 +59,8 @@ def result_to_json(result: FrameResult) -> dict[str, Any]:
     "box": [x0, y0, x1, y1], "track_id"?}], "poses": [{"score", "keypoints": [[x, y, score],
     ...]}], "classes": [{"label", "class_id", "score"}], "timings_ms": {"capture",
     "preprocess", "invoke", "postprocess", "total"}}``. ``detections`` / ``poses`` / ``classes``
-    appear when the frame has any; timings that were not measured are left out.
+    appear when the frame has any; timings that were not measured are left out. A NaN or
+    infinite number (a broken model output) is written as ``null``.
     """
     frame = result.frame
     w, h = frame.width, frame.height

@@ -15,7 +15,7 @@ import dataclasses
 import glob as globlib
 import importlib.util
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
@@ -123,6 +123,13 @@ class VideoSource(BaseSource):
 
     Opening reads the first frame, so a missing camera, an unreadable file or a dead stream fails
     here with :class:`SourceError` rather than later inside the loop.
+
+    With ``reconnect``, a live source that stops giving frames (a camera unplugged, a stream
+    dropped) reconnects: the capture is released and opened again after
+    waiting ``reconnect_delays`` (0.5 s doubling to 8 s), frame indices going on where they
+    stopped. After ``reconnect_attempts`` failed attempts or ``reconnect_timeout_s`` seconds
+    without a frame it gives up with :class:`SourceError`, the capture released.
+    ``capture_factory``, ``sleep`` and ``clock`` are for tests (a fake ``VideoCapture``).
     """
 
     def __init__(
@@ -134,6 +141,13 @@ class VideoSource(BaseSource):
         height: int | None = None,
         fps: float | None = None,
         name: str | None = None,
+        reconnect: bool = False,
+        reconnect_attempts: int = 10,
+        reconnect_timeout_s: float = 60.0,
+        reconnect_delays: tuple[float, float] = (0.5, 8.0),
+        capture_factory: Callable[[Any], Any] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         is_camera = isinstance(target, int)
@@ -147,7 +161,17 @@ class VideoSource(BaseSource):
         else:
             what = f"video {target}"
         self.name = name or (f"camera {target}" if is_camera else str(target))
-        self._cap = cv2.VideoCapture(target if is_camera else str(target))
+        self._what = what
+        self._target = target if is_camera else str(target)
+        self._factory = capture_factory or cv2.VideoCapture
+        self.reconnect = bool(reconnect and self.live)
+        self.reconnect_attempts = reconnect_attempts
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.reconnect_delays = reconnect_delays
+        self._sleep = sleep if sleep is not None else self._sleep_unless_closed
+        self._clock = clock
+        self.reconnects = 0  # times the capture came back after it was lost
+        self._cap = self._factory(self._target)
         if not self._cap.isOpened():
             self._cap.release()
             if is_camera:
@@ -188,9 +212,47 @@ class VideoSource(BaseSource):
             item, self._pending = self._pending, None
             if item is None:
                 item = self._read()
+            if item is None and self.reconnect and not self._closed:
+                item = self._reconnect()
             if item is None:
                 return
             yield self._frame(item[0], self.name, item[1])
+
+    def _sleep_unless_closed(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._closed and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+
+    def _reconnect(self) -> tuple[np.ndarray, int] | None:
+        """Release the lost capture and open it again with capped exponential backoff; the
+        first frame read again, or None when closed meanwhile. Raises :class:`SourceError`."""
+        self._cap.release()
+        first, cap_s = self.reconnect_delays
+        delay, start, attempts = first, self._clock(), 0
+        while attempts < self.reconnect_attempts:
+            if self._clock() - start + delay > self.reconnect_timeout_s:
+                break
+            self._sleep(delay)
+            if self._closed:
+                return None
+            attempts += 1
+            cap = self._factory(self._target)
+            if cap.isOpened():
+                self._cap = cap
+                item = self._read()
+                if self._closed:
+                    cap.release()
+                    return None
+                if item is not None:
+                    self.reconnects += 1
+                    return item
+            cap.release()
+            delay = min(delay * 2, cap_s)
+        waited = self._clock() - start
+        self._closed = True  # the capture is already released
+        raise SourceError(
+            f"{self._what} lost: no frame after {attempts} reconnect attempts in {waited:.1f} s"
+        )
 
     def _release(self) -> None:
         self._cap.release()
@@ -344,6 +406,7 @@ def open_source(
     height: int | None = None,
     repeat: int = 1,
     live: bool | None = None,
+    reconnect: bool = False,
     **picamera2_options: Any,
 ) -> BaseSource:
     """Open what the user named.
@@ -357,7 +420,8 @@ def open_source(
     - a folder (its images, sorted) or a glob pattern (``"shots/*.jpg"``).
 
     ``repeat`` loops image sources; ``live`` overrides the guess (e.g. treat a file as a camera);
-    other keywords go to :class:`~edgekit.io.picamera.Picamera2Source`.
+    ``reconnect``: a live OpenCV camera or stream that stops giving frames is opened again with
+    backoff (see :class:`VideoSource`) instead of ending; other keywords go to :class:`~edgekit.io.picamera.Picamera2Source`.
     """
     if camera is not None and camera is not False:
         index = 0 if camera is True else int(camera)
@@ -365,16 +429,16 @@ def open_source(
             from edgekit.io.picamera import Picamera2Source
 
             return Picamera2Source(index, **picamera2_options)
-        return VideoSource(index, width=width, height=height, live=live)
+        return VideoSource(index, width=width, height=height, live=live, reconnect=reconnect)
     if source is None:
         source = "sample"
     if isinstance(source, bool):
         raise SourceError(f"not a source: {source!r}")
     if isinstance(source, int):
-        return VideoSource(source, width=width, height=height, live=live)
+        return VideoSource(source, width=width, height=height, live=live, reconnect=reconnect)
     text = str(source).strip()
     if text.isdigit():
-        return VideoSource(int(text), width=width, height=height, live=live)
+        return VideoSource(int(text), width=width, height=height, live=live, reconnect=reconnect)
     if text.lower() == "sample":
         return sample_source(repeat=repeat)
     if text.lower() == "picamera2":
@@ -388,7 +452,7 @@ def open_source(
 
         return Picamera2Source(0, **picamera2_options)
     if text.lower().startswith(STREAM_SCHEMES):
-        return VideoSource(text, live=True if live is None else live)
+        return VideoSource(text, live=True if live is None else live, reconnect=reconnect)
     path = Path(text).expanduser()
     if path.is_dir():
         images = _images_in([str(p) for p in path.iterdir()])

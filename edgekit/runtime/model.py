@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -21,8 +22,13 @@ import numpy as np
 
 from edgekit.core.artifact import parse_labels, read_embedded
 from edgekit.core.types import COCO_KEYPOINT_NAMES, Classification, Detection, ModelSpec, Pose
-from edgekit.errors import ModelLoadError, UnsupportedModelError
-from edgekit.runtime.interpreter import BackendInfo, interpreter_from_bytes, read_model_bytes
+from edgekit.errors import EdgeTPUUnavailable, ModelLoadError, UnsupportedModelError
+from edgekit.runtime.interpreter import (
+    BackendInfo,
+    cpu_sibling,
+    interpreter_from_bytes,
+    read_model_bytes,
+)
 from edgekit.runtime.preprocess import Preprocessor, dequantize
 
 __all__ = [
@@ -329,22 +335,42 @@ class Model:
         delegate_loader: Callable[[str], Any] | None = None,
         resize_mode: str | None = None,
         importer: Callable[[str], Any] = importlib.import_module,
+        edgetpu_fallback: bool = False,
     ) -> Model:
         """Load a ``.tflite`` model (path or bytes) and work out how to feed and decode it.
 
         ``labels`` (a file with one label per line or ``id name`` lines, or a list) overrides the
         labels embedded in the model; ``resize_mode`` ("resize"/"letterbox") overrides the spec's.
+        ``edgetpu_fallback``: when ``x_edgetpu.tflite`` cannot get its Edge TPU delegate and
+        ``x.tflite`` lies next to it, warn once (logger ``edgekit.runtime.model``) and load that
+        CPU model instead of raising :class:`EdgeTPUUnavailable`.
         """
         data, name, p = read_model_bytes(path)
-        interpreter, info = interpreter_from_bytes(
-            data,
-            name,
-            p,
-            backend=backend,
-            threads=threads,
-            delegate_loader=delegate_loader,
-            importer=importer,
-        )
+        try:
+            interpreter, info = interpreter_from_bytes(
+                data,
+                name,
+                p,
+                backend=backend,
+                threads=threads,
+                delegate_loader=delegate_loader,
+                importer=importer,
+            )
+        except EdgeTPUUnavailable as exc:
+            sibling = cpu_sibling(p) if edgetpu_fallback else None
+            if sibling is None:
+                raise
+            logging.getLogger(__name__).warning(
+                "%s; running the CPU model %s instead", exc.args[0], sibling
+            )
+            return cls.load(
+                sibling,
+                backend=backend,
+                threads=threads,
+                labels=labels,
+                resize_mode=resize_mode,
+                importer=importer,
+            )
         try:
             embedded = read_embedded(data)
         except ValueError as exc:
