@@ -252,6 +252,10 @@ def format_stats(stats: Any) -> str:
         f"{stats.frames} frames in {stats.elapsed_s:.2f} s = {stats.fps:.1f} fps ({mode}), "
         f"{stats.dropped} dropped, stopped by {stats.stopped_by}"
     ]
+    if getattr(stats, "skipped_frames", 0):
+        lines.append(f"skipped {stats.skipped_frames} unusable frames (empty or not RGB uint8)")
+    for name, error in getattr(stats, "sink_errors", {}).items():
+        lines.append(f"output {name} was disabled: {error}")
     rows = [(name, stats.stages[name]) for name in SUMMARY_STAGES if name in stats.stages]
     rows = [(name, s) for name, s in rows if s.count]
     if rows:

@@ -155,3 +155,12 @@ def test_timing_samples_are_bounded(monkeypatch):
     stats = run(frames(300), step, [ListSink()], pipelined=False)
     assert stats.frames == 300
     assert stats.stages["total"].count == 100 and stats.stages["write"].count == 100
+
+
+def test_the_app_summary_names_skipped_frames_and_disabled_outputs():
+    from edgekit.app import format_stats
+
+    stats = run([None, *frames(3)], step, [DiskFullSink(fail_at=1), ListSink()])
+    text = format_stats(stats)
+    assert "skipped 1 unusable frames" in text
+    assert "output disk was disabled: [Errno 28] No space left on device" in text

@@ -167,11 +167,24 @@ class ModelSpec:
         if kwargs["task"] not in TASKS:
             raise ValueError(f"model spec task {kwargs['task']!r} is not one of {TASKS}")
         size = kwargs["input_size"]
-        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-            raise ValueError(f"model spec input_size {size!r} must be [height, width] of positive ints")
+        if not (
+            isinstance(size, (list, tuple))
+            and len(size) == 2
+            and all(isinstance(v, int) and v > 0 for v in size)
+        ):
+            raise ValueError(
+                f"model spec input_size {size!r} must be [height, width] of positive ints"
+            )
         kwargs["input_size"] = (int(size[0]), int(size[1]))
         norm = kwargs.get("normalization", (0.0, 1.0))
-        if not (isinstance(norm, (list, tuple)) and len(norm) == 2 and all(isinstance(v, (int, float)) for v in norm)) or norm[1] == 0:
+        if (
+            not (
+                isinstance(norm, (list, tuple))
+                and len(norm) == 2
+                and all(isinstance(v, (int, float)) for v in norm)
+            )
+            or norm[1] == 0
+        ):
             raise ValueError(f"model spec normalization {norm!r} must be [mean, std] with std != 0")
         kwargs["normalization"] = (float(norm[0]), float(norm[1]))
         for key in ("labels", "keypoint_names"):
@@ -183,7 +196,9 @@ class ModelSpec:
         if not isinstance(kwargs.get("decoder_params", {}), dict):
             raise ValueError("model spec decoder_params must be an object")
         if kwargs.get("resize_mode", "resize") not in ("resize", "letterbox"):
-            raise ValueError(f"model spec resize_mode {kwargs['resize_mode']!r} must be resize or letterbox")
+            raise ValueError(
+                f"model spec resize_mode {kwargs['resize_mode']!r} must be resize or letterbox"
+            )
         return cls(**kwargs)
 
     @classmethod

@@ -45,3 +45,23 @@ def test_fallback_without_a_cpu_sibling_still_raises(shared, tmp_path):
 
 def test_the_app_allows_fallback_by_default():
     assert RunConfig(task="pose").edgetpu_fallback is True
+
+
+def test_the_app_runs_the_cpu_sibling_when_the_tpu_is_missing(shared, monkeypatch, caplog):
+    import edgekit.runtime.model as model_mod
+    from edgekit.app import run_app
+
+    load = model_mod.Model.load.__func__
+
+    def load_without_tpu(cls, path, **kw):
+        kw.setdefault("delegate_loader", no_tpu)
+        return load(cls, path, **kw)
+
+    monkeypatch.setattr(model_mod.Model, "load", classmethod(load_without_tpu))
+    config = RunConfig(
+        task="pose", model=shared("models", TPU), max_frames=2, display=False, console=False
+    )
+    with caplog.at_level(logging.WARNING, logger="edgekit.runtime.model"):
+        stats = run_app(config)
+    assert stats.frames == 2
+    assert any(CPU in r.getMessage() for r in caplog.records)
