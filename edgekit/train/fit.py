@@ -17,6 +17,7 @@ with ``edgekit.data.pipeline.make_pipeline`` + the task's target encoder
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -427,7 +428,9 @@ def train(
         cb.StateCheckpoint(ckpt_dir, recorder),
         cb.Progress(config.progress, config.epochs, steps),
     ]
-    if config.tensorboard:
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        echo("edgekit train: TensorBoard is not installed: no logs/ (pip install tensorboard)")
+    elif config.tensorboard:
         own.append(
             keras.callbacks.TensorBoard(
                 log_dir=str(out / "logs"), write_graph=False, profile_batch=0
