@@ -9,6 +9,7 @@ import math
 import zipfile
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -167,6 +168,15 @@ VALID_SPEC = ModelSpec(task="detect", decoder="ssd_postprocess", input_size=(32,
 @given(st.binary(max_size=300), st.binary(max_size=300))
 def test_read_embedded_member_garbage_raises_only_value_error(spec_bytes, label_bytes):
     _value_error_or_ok(read_embedded, _zip({SPEC_NAME: spec_bytes, LABELS_NAME: label_bytes}))
+
+
+def test_read_embedded_encrypted_flag_bit_is_a_value_error():
+    # A flipped "encrypted" bit makes zipfile raise RuntimeError (found by the test below).
+    data = bytearray(_zip({SPEC_NAME: VALID_SPEC.encode(), LABELS_NAME: b"person\n"}))
+    at = data.index(b"PK\x01\x02")  # first central-directory entry; flags at +8
+    data[at + 8] |= 0x01
+    with pytest.raises(ValueError, match="damaged"):
+        read_embedded(bytes(data))
 
 
 @SETTINGS

@@ -36,8 +36,16 @@ class EmbeddedFiles:
 
 
 # What zipfile raises on a damaged archive besides BadZipFile (bad version, bad deflate data,
-# truncated member, offsets past the end).
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, ValueError, OSError)
+# truncated member, offsets past the end, a flipped "encrypted" flag bit -> RuntimeError).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    EOFError,
+    ValueError,
+    OSError,
+    RuntimeError,
+)
 
 MAX_LABEL_ID = 100_000  # an ``id name`` label file with a larger id is read as plain lines
 
