@@ -9,18 +9,20 @@ import click
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--student", help="Student: a zoo classifier name (e.g. mobilenet_v2) or a .keras checkpoint."
+    "--student",
+    help="Student: a zoo classifier or detector name (mobilenet_v2, ssdlite_mobilenet_v2) or a classifier .keras checkpoint.",
 )
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
-    help="Image-folder dataset ROOT/<class>/<image>; split into train/val like `edgekit eval`.",
+    help="Classifiers: an image folder ROOT/<class>/<image>; detectors: a COCO/YOLO/VOC dataset. Split into train/val like `edgekit eval`.",
 )
 @click.option(
     "--recipe",
     "recipe",
     help="Stages in order, e.g. distill,prune:0.5,qat  or  train,structured:0.5,int8 "
-    "(train, distill, prune:S, structured:R, qat, int8, float16, dynamic), or a YAML file.",
+    "(train, distill, finetune, prune:S, structured:R, qat, int8, float16, dynamic), "
+    "or a YAML file. `finetune` is the dense control for prune/qat.",
 )
 @click.option(
     "--teacher",
@@ -30,13 +32,21 @@ import click
 @click.option(
     "--finetune-epochs",
     type=click.IntRange(min=1),
-    help="Epochs of prune/structured/qat fine-tuning [= --epochs].",
+    help="Epochs of finetune/prune/structured/qat fine-tuning [= --epochs].",
 )
 @click.option(
     "--input-size", type=click.IntRange(min=16), help="Student input size in pixels [96]."
 )
 @click.option("--width", type=float, help="Student width multiplier (alpha) [0.35].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [32].")
+@click.option(
+    "--learning-rate", type=click.FloatRange(min=0, min_open=True), help="Training stages [1e-3]."
+)
+@click.option(
+    "--finetune-learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="finetune/prune/structured/qat stages [3e-4].",
+)
 @click.option(
     "--alpha", type=click.FloatRange(0, 1), help="Weight of the teacher's soft targets [0.9]."
 )
@@ -49,18 +59,43 @@ import click
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for latency measurement [1].")
 @click.option("--bench-runs", type=click.IntRange(min=1), help="Timed runs per stage [50].")
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder [compress_out].")
-def compress(recipe, **options) -> None:
-    """Compress a classifier stage by stage and report each stage.
+@click.option(
+    "--video",
+    "videos",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Detectors: a video whose frames the teacher labels as extra training data (repeatable).",
+)
+@click.option("--every-n", type=click.IntRange(min=1), help="Detectors: every n-th frame [3].")
+@click.option("--classes", help="Detectors: comma list of classes to keep, e.g. person [all].")
+@click.option(
+    "--teacher-score",
+    type=click.FloatRange(0, 1),
+    help="Detectors: teacher boxes below this score are dropped [0.5].",
+)
+@click.option(
+    "--init",
+    type=click.Path(path_type=Path),
+    help="Detectors: initial weights (.keras, layers matched by name), e.g. an ImageNet backbone.",
+)
+@click.option("--freeze", help="Detectors: freeze 'backbone' or the first N blocks while training.")
+def compress(recipe, videos, **options) -> None:
+    """Compress a classifier or a detector stage by stage and report each stage.
 
-    Every stage is exported (.tflite with the spec embedded), evaluated on the validation split
-    through `edgekit eval`, sized (bytes, gzip bytes), and timed through `edgekit bench`.
-    Writes OUT/report.md, report.json and report.png (accuracy vs latency vs size).
+    Every stage is exported (.tflite with the spec embedded; detectors with NMS inside),
+    evaluated on the held-back split through `edgekit eval` (top-1, or AP50 for detectors),
+    sized (bytes, gzip bytes), and timed through `edgekit bench`. A detection teacher is
+    measured first on the same split and bench. Writes OUT/report.md, report.json and
+    report.png (accuracy vs latency vs size).
 
     \b
     Examples:
       edgekit compress --student mobilenet_v2 --data crops/ \\
           --teacher mobilenet_v2_1.0_224_quant.tflite --recipe distill,prune:0.5,int8
       edgekit compress --student model.keras --data crops/ --recipe structured:0.5,qat
+      edgekit compress --student ssdlite_mobilenet_v2 --width 1.0 --input-size 224 \\
+          --data coco128/ --video vtest.avi --classes person \\
+          --teacher coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite --recipe distill,int8
       edgekit compress --recipe recipe.yaml     (stages: [...] plus any option above)
     """
     from edgekit.compress.recipe import CompressConfig, load_recipe, parse_recipe, run_recipe
@@ -68,6 +103,8 @@ def compress(recipe, **options) -> None:
     from edgekit.errors import UsageError
 
     given = {k: v for k, v in options.items() if v is not None}
+    if videos:
+        given["videos"] = tuple(videos)
     if recipe and recipe.endswith((".yaml", ".yml")):
         config = load_recipe(recipe, **given)
     else:

@@ -8,6 +8,8 @@ A recipe is a comma-separated list (or a YAML file with ``stages:`` and any
   a ``.tflite`` or ``.keras`` teacher, its outputs cached on disk; a teacher with other classes
   (e.g. an ImageNet classifier) is mapped onto the student's with a linear probe fitted on the
   training split;
+- ``finetune``: more float training at the fine-tuning rate (``finetune_epochs``): the control
+  that separates what prune/structured/qat fine-tuning buys from what they cost;
 - ``prune:S``: magnitude pruning to sparsity S with fine-tuning (TFMOT, tf-keras twin);
 - ``structured:R``: remove a fraction R of the expansion channels (L1), then fine-tune;
 - ``qat``: quantization-aware fine-tuning, exported as int8;
@@ -22,9 +24,10 @@ After every stage the model is exported (float32 for training stages), and the a
 evaluated through :func:`edgekit.eval.evaluate_model` (top-1 on the validation split that
 ``edgekit eval`` uses), sized (bytes and gzip bytes), and timed with
 :func:`edgekit.bench.bench_models` (``threads`` threads). The recipe runner handles
-classification students (image-folder datasets); detection/pose distillation is available as
-library functions (:func:`edgekit.compress.teacher.pseudo_label`, :class:`Distiller` with
-``soft_loss="mse"``).
+classification students (image-folder datasets) here and detection students (a zoo detector
+name and a COCO/YOLO/VOC dataset) in :mod:`edgekit.compress.detect`; pose distillation is
+available as library functions (:func:`edgekit.train.pseudo_label.build_pose_dataset`,
+:class:`Distiller` with ``soft_loss="mse"``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from edgekit.errors import ConfigError, UsageError
 
 __all__ = ["CompressConfig", "Stage", "StageResult", "load_recipe", "parse_recipe", "run_recipe"]
 
-TRAIN_STAGES = ("train", "distill", "prune", "structured")
+TRAIN_STAGES = ("train", "distill", "finetune", "prune", "structured")
 EXPORT_STAGES = ("int8", "float16", "dynamic", "float32")
 ALL_STAGES = (*TRAIN_STAGES, "qat", *EXPORT_STAGES)
 
@@ -120,10 +123,31 @@ class CompressConfig:
     threads: int = 1
     flip: bool = True
     cache_dir: Path | None = None
+    # detection students (edgekit.compress.detect)
+    classes: tuple[str, ...] | None = None
+    videos: tuple[Path, ...] = ()
+    every_n: int = 3
+    teacher_score: float = 0.5
+    init: Path | None = None
+    freeze: str | None = None
+    steps_per_epoch: int | None = None
+    eager: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
         object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "videos", tuple(Path(v) for v in self.videos))
+        if isinstance(self.classes, str):
+            object.__setattr__(self, "classes", tuple(self.classes.split(",")))
+        elif self.classes is not None:
+            object.__setattr__(self, "classes", tuple(self.classes))
+        if self.init is not None:
+            object.__setattr__(self, "init", Path(self.init))
+        for v in self.videos:
+            if not v.is_file():
+                raise UsageError(f"--video {v}: no such file")
+        if self.every_n < 1:
+            raise UsageError("every_n must be >= 1")
         if isinstance(self.stages, str) or (self.stages and not isinstance(self.stages[0], Stage)):
             object.__setattr__(self, "stages", parse_recipe(self.stages))
         if self.epochs < 1 or (self.finetune_epochs is not None and self.finetune_epochs < 1):
@@ -177,6 +201,7 @@ class StageResult:
     latency_ms: float
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
+    metric: str = "top-1"  # what ``accuracy`` is: top-1 (classifiers) or AP50 (detectors)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -195,7 +220,8 @@ class _State:
     float_artifact: Path | None = None
 
 
-def _gzip_size(path: Path) -> int:
+def gzip_size(path: Path) -> int:
+    """Bytes of ``path`` gzip-compressed at level 9 (what a download or OTA update costs)."""
     return len(gzip.compress(path.read_bytes(), compresslevel=9))
 
 
@@ -210,8 +236,8 @@ def _student(config: CompressConfig, num_classes: int) -> tuple[Any, Any, bool]:
     entry = registry.get_entry(config.student)
     if entry.task != "classify":
         raise UsageError(
-            f"the recipe runner compresses classifiers; {config.student} is a {entry.task} model "
-            "(use edgekit.compress.teacher.pseudo_label + Distiller for detection/pose)"
+            f"{config.student} is a {entry.task} model; the recipe runner compresses classifiers "
+            "and detectors (pose: edgekit.train.pseudo_label.build_pose_dataset + edgekit train)"
         )
     model = entry.create(num_classes, config.input_size, config.width)
     return model, entry.spec(model), False
@@ -238,7 +264,15 @@ def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) ->
     from edgekit.compress.distill import load_classify_data
     from edgekit.compress.report import write_report
     from edgekit.eval.classify import is_image_folder, read_image_folder
+    from edgekit.zoo import registry
 
+    if not config.student.endswith(".keras") and not Path(config.student).is_file():
+        entry = registry.get_entry(config.student)
+        if entry.task == "detect":
+            from edgekit.compress.detect import run_detection_recipe
+
+            keras.utils.set_random_seed(config.seed)
+            return run_detection_recipe(config, entry, log=log)
     if not is_image_folder(config.data):
         raise UsageError(
             f"{config.data}: the recipe runner needs an image-folder dataset (ROOT/<class>/<image>)"
@@ -277,6 +311,9 @@ def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) ->
         fmt = "float32"
         if stage.name in ("train", "distill"):
             details = _train_stage(config, state, stage)
+        elif stage.name == "finetune":
+            _finetune(config, state, state.model)
+            details = {"epochs": config.finetune_epochs or config.epochs}
         elif stage.name == "prune":
             details = _prune_stage(config, state, stage)
         elif stage.name == "structured":
@@ -443,7 +480,7 @@ def _measure(
         format=fmt,
         accuracy=float(ev.metrics["top1"]),
         size_bytes=path.stat().st_size,
-        gzip_bytes=_gzip_size(path),
+        gzip_bytes=gzip_size(path),
         params=param_count(state.model),
         sparsity=float(sp["total"]),
         latency_ms=float(bench.stages["invoke"].p50_ms),

@@ -32,7 +32,7 @@ def markdown_table(results: Sequence[Any]) -> str:
     """One row per stage: accuracy, size, gzip size, parameters, sparsity, latency."""
     base = results[0] if results else None
     rows = [
-        "| stage | artifact | top-1 | size (kB) | gzip (kB) | params | sparsity | latency (ms) | speed-up |",
+        f"| stage | artifact | {base.metric if base else 'top-1'} | size (kB) | gzip (kB) | params | sparsity | latency (ms) | speed-up |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
@@ -66,7 +66,8 @@ def plot(results: Sequence[Any], path: str | Path, title: str = "edgekit compres
             textcoords="offset points", xytext=(6, 6), fontsize=8,
         )  # fmt: skip
     ax.set_xlabel("latency per image (ms, median)")
-    ax.set_ylabel("top-1 accuracy (validation split)")
+    metric = results[0].metric if results else "top-1"
+    ax.set_ylabel(f"{metric} (held-back split)")
     ax.set_title(f"{title} (marker area ~ file size)")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
@@ -91,7 +92,8 @@ def write_report(
     lines = ["# Compression report", ""]
     if config is not None:
         lines += [
-            f"- student: `{config.student}` ({config.input_size}px, width {config.width}), data: `{config.data}`",
+            f"- student: `{config.student}` ({config.input_size}px, width {config.width}), data: `{config.data}`"
+            + (f" + {', '.join(str(v) for v in config.videos)}" if config.videos else ""),
             f"- teacher: `{config.teacher}`" if config.teacher else "- teacher: none",
             f"- recipe: `{','.join(s.label for s in config.stages)}`, {config.epochs} epochs per training stage, "
             f"seed {config.seed}; latency: edgekit bench, {config.threads} thread, median of {config.bench_runs}",

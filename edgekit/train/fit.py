@@ -242,9 +242,12 @@ def train(
     *,
     callbacks: Sequence[Any] = (),
     echo: Callable[[str], None] = print,
+    model: Any | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on ``config.data`` (module docstring); ``callbacks`` are added
-    after edgekit's own (e.g. to stop a run in tests)."""
+    after edgekit's own (e.g. to stop a run in tests). ``model``: train this Keras model (e.g.
+    a structurally pruned one of the same zoo family, weights kept) instead of building
+    ``config.model`` afresh; its outputs must match what ``config.model`` would build."""
     try:
         import keras
         import tensorflow  # noqa: F401
@@ -302,7 +305,16 @@ def train(
     build_kwargs: dict[str, Any] = {"decode": False} if kind in ("yolo", "pose") else {}
     model_classes = None if kind == "pose" else num_classes
     with strategy.scope():
-        model = entry.create(model_classes, size, config.width, **build_kwargs)
+        if model is None:
+            model = entry.create(model_classes, size, config.width, **build_kwargs)
+        else:  # rebuilt inside the strategy's scope, weights carried over
+            if tuple(model.input_shape[1:3]) != tuple(size):
+                raise UsageError(
+                    f"the given model takes {tuple(model.input_shape[1:3])} images, "
+                    f"the config says img={size[0]}"
+                )
+            given, model = model, keras.models.clone_model(model)
+            model.set_weights(given.get_weights())
     spec = entry.spec(size, labels=class_names if kind != "pose" else ())
 
     # --- data

@@ -18,6 +18,7 @@ def test_parse_recipe():
     )  # fmt: skip
     assert parse_recipe(["structured:0.25", "ptq"]) == (Stage("structured", 0.25), Stage("int8"))
     assert parse_recipe("prune")[0].arg == 0.5
+    assert parse_recipe("finetune,int8") == (Stage("finetune"), Stage("int8"))
     assert parse_recipe("int8,prune:0.3,qat")[1] == Stage("prune", 0.3)  # int8 only measures
     for bad in ("", "shrink", "prune:2", "prune:x", "qat:1", "qat,int8", "qat,prune:0.5"):
         with pytest.raises(UsageError):
@@ -69,9 +70,11 @@ def _run(tmp_path, image_folder, recipe, **kw):
 
 
 def test_recipe_end_to_end_train_prune_int8(tmp_path, image_folder):
-    cfg, results, logs = _run(tmp_path, image_folder, "train,prune:0.5,int8")
-    assert [r.stage for r in results] == ["train", "prune:0.5", "int8"]
-    train, pruned, q = results
+    cfg, results, logs = _run(tmp_path, image_folder, "train,finetune,prune:0.5,int8")
+    assert [r.stage for r in results] == ["train", "finetune", "prune:0.5", "int8"]
+    train, finetuned, pruned, q = results
+    assert finetuned.details == {"epochs": cfg.finetune_epochs or cfg.epochs}
+    assert finetuned.sparsity < 0.01 and finetuned.params == train.params
     assert pruned.sparsity == pytest.approx(0.5, abs=0.03) and train.sparsity < 0.01
     assert pruned.gzip_bytes < train.gzip_bytes
     assert q.format == "int8" and q.size_bytes * 2.4 < pruned.size_bytes
@@ -81,10 +84,11 @@ def test_recipe_end_to_end_train_prune_int8(tmp_path, image_folder):
         assert (cfg.out / r.artifact).is_file()
     assert sorted(p.name for p in cfg.out.glob("*.keras")) == [
         "00_train.keras",
-        "01_prune_0.5.keras",
+        "01_finetune.keras",
+        "02_prune_0.5.keras",
     ]
     report = json.loads((cfg.out / "report.json").read_text())
-    assert [s["stage"] for s in report["stages"]] == ["train", "prune:0.5", "int8"]
+    assert [s["stage"] for s in report["stages"]] == ["train", "finetune", "prune:0.5", "int8"]
     md = (cfg.out / "report.md").read_text()
     assert "| prune:0.5 |" in md and (cfg.out / "report.png").stat().st_size > 1000
     assert len(logs) >= 6

@@ -1,0 +1,289 @@
+"""The recipe runner for detection students (SSDLite, YOLO-tiny from the zoo).
+
+The teacher (any detection ``.tflite``, e.g. SSD MobileNet V1 COCO) labels the TRAIN split of a
+COCO/YOLO/VOC dataset plus every ``every_n``-th frame of ``videos``; human labels win where they
+exist (:func:`edgekit.train.pseudo_label.build_detection_dataset`). :func:`edgekit.train.train`
+fits the student on that, and every stage is exported with NMS inside, scored through
+``edgekit eval`` on the held-back split (the one ``edgekit eval --split val`` uses) and timed
+through ``edgekit bench``. The teacher itself is measured first, on the same split and the same
+bench, so each stage reads against it in one report.
+
+Stages: ``distill`` (teacher + human labels), ``train`` (human labels only), ``finetune``,
+``structured:R`` (thinner expansion layers, then fine-tuning), and the exports ``int8``,
+``float16``, ``dynamic``, ``float32``. Magnitude pruning and QAT go through TFMOT's tf-keras
+twin, which edgekit builds for classifiers only; they are refused here with that reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import DatasetError, UsageError
+
+__all__ = ["DETECT_STAGES", "run_detection_recipe"]
+
+DETECT_STAGES = ("train", "distill", "finetune", "structured", "int8", "float16", "dynamic",
+                 "float32")  # fmt: skip
+
+
+@dataclass
+class _State:
+    model: Any = None
+    spec: Any = None
+    data_yaml: Path | None = None
+    runs: int = 0
+
+
+def run_detection_recipe(
+    config: Any, entry: Any, *, log: Callable[[str], None] = print
+) -> list[Any]:
+    """Run ``config`` (a :class:`~edgekit.compress.recipe.CompressConfig`) for the zoo detector
+    ``entry``; writes artifacts, training runs and report.{md,json,png} under ``config.out``."""
+    from edgekit.compress.recipe import Stage
+    from edgekit.compress.report import write_report
+    from edgekit.data import split_dataset
+    from edgekit.train.fit import load_training_data
+
+    bad = [s.label for s in config.stages if s.name not in DETECT_STAGES]
+    if bad:
+        raise UsageError(
+            f"{config.student} is a detector: stage(s) {', '.join(bad)} are not supported for "
+            "detectors (magnitude pruning and QAT need TFMOT's tf-keras twin, built for "
+            f"classifiers only); detector stages: {', '.join(DETECT_STAGES)}"
+        )
+    trains = ("train", "distill")
+    if config.stages[0].name not in trains and config.init is None:
+        raise UsageError(
+            f"{config.student} is untrained: start the recipe with train or distill, or pass "
+            "--init CHECKPOINT.keras"
+        )
+    if config.teacher is not None and not str(config.teacher).endswith(".tflite"):
+        raise UsageError(f"{config.teacher}: a detection teacher must be a .tflite model")
+    dataset = load_training_data(config.data)
+    if dataset.source_format == "folder":
+        raise DatasetError(f"{config.data}: a detector needs a COCO/YOLO/VOC dataset with boxes")
+    classes = tuple(config.classes or dataset.class_names)
+    missing = [c for c in classes if c not in dataset.class_names]
+    if missing:
+        raise UsageError(
+            f"--classes {', '.join(missing)}: not in {config.data}'s classes "
+            "(held-back evaluation needs their ground truth)"
+        )
+    train_split, _ = split_dataset(dataset, config.val_fraction, config.seed)
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[Any] = []
+    if config.teacher is not None:
+        t0 = time.perf_counter()
+        results.append(
+            _measure(config, Path(config.teacher), Stage("teacher"), "teacher", t0, {}, log, None)
+        )
+    state = _State()
+    if config.init is not None and config.stages[0].name not in trains:
+        state.model, state.spec = _from_init(config, entry, classes)
+        state.data_yaml = _data(config, "distill" if config.teacher else "train", train_split,
+                                classes, log)  # fmt: skip
+    for i, stage in enumerate(config.stages):
+        t0 = time.perf_counter()
+        log(f"[{i + 1}/{len(config.stages)}] {stage.label}")
+        details: dict[str, Any] = {}
+        fmt = "float32"
+        if stage.name in trains:
+            state.data_yaml = _data(config, stage.name, train_split, classes, log)
+            details = _fit(config, entry, state, config.epochs, config.learning_rate,
+                           freeze=config.freeze, init=config.init, log=log)  # fmt: skip
+        elif stage.name == "finetune":
+            details = _fit(config, entry, state, _ft_epochs(config), config.finetune_learning_rate,
+                           model=state.model, log=log)  # fmt: skip
+        elif stage.name == "structured":
+            from edgekit.compress.structured import param_count, prune_channels
+
+            before = param_count(state.model)
+            thin, _ = prune_channels(state.model, float(stage.arg))
+            details = _fit(config, entry, state, _ft_epochs(config), config.finetune_learning_rate,
+                           model=thin, log=log)  # fmt: skip
+            details.update(ratio=stage.arg, params_before=before,
+                           params_after=param_count(state.model))  # fmt: skip
+        else:
+            fmt = stage.name
+        results.append(
+            _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
+        )
+        write_report(results, out, config)
+    return results
+
+
+def _ft_epochs(config: Any) -> int:
+    return config.finetune_epochs or config.epochs
+
+
+def _data(config: Any, how: str, train_split: Any, classes: tuple[str, ...], log: Any) -> Path:
+    """The training set as YOLO-txt: teacher + human labels (distill) or human labels only."""
+    from edgekit.data import Dataset
+    from edgekit.data.yolo_txt import write_yolo
+    from edgekit.train.pseudo_label import build_detection_dataset, human_labels_for
+
+    folder = config.out / f"data_{how}"
+    yaml_path = folder / "data.yaml"
+    if yaml_path.is_file():
+        log(f"  reusing {yaml_path}")
+        return yaml_path
+    if how == "distill":
+        videos = ", ".join(Path(v).name for v in config.videos) or "no videos"
+        log(f"  teacher labels {len(train_split)} train images + {videos} -> {folder}")
+        ds = build_detection_dataset(
+            folder,
+            config.teacher,
+            labelled=train_split,
+            videos=config.videos,
+            every_n=config.every_n,
+            classes=classes,
+            score_threshold=config.teacher_score,
+            threads=config.threads,
+        )
+        boxes = sum(len(r.boxes) for r in ds.images)
+        log(f"  {len(ds)} images, {boxes} boxes")
+        return yaml_path
+    records = []
+    for rec in train_split.images:
+        boxes, ids = human_labels_for(rec, train_split.class_names, classes)
+        records.append(replace(rec, boxes=boxes, class_ids=ids, iscrowd=None, keypoints=None))
+    ds = Dataset(tuple(records), classes, source_format="yolo", root=train_split.root)
+    write_yolo(ds, folder, images="symlink")
+    return yaml_path
+
+
+def _from_init(config: Any, entry: Any, classes: tuple[str, ...]) -> tuple[Any, Any]:
+    from edgekit.train.fit import init_from
+
+    size = (config.input_size, config.input_size)
+    model = entry.create(len(classes), size, config.width)
+    init_from(model, Path(config.init))
+    return model, entry.spec(size, labels=classes)
+
+
+def _fit(
+    config: Any,
+    entry: Any,
+    state: _State,
+    epochs: int,
+    lr: float,
+    *,
+    model: Any = None,
+    freeze: str | None = None,
+    init: Path | None = None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    from edgekit.export.tflite import load_source
+    from edgekit.train.config import TrainConfig
+    from edgekit.train.fit import train
+
+    state.runs += 1
+    run = config.out / f"run_{state.runs:02d}"
+    cfg = TrainConfig(
+        model=entry.name,
+        data=state.data_yaml,
+        format="yolo",
+        epochs=epochs,
+        batch=config.batch_size,
+        img=config.input_size,
+        width=config.width,
+        lr=lr,
+        val_fraction=0.1,
+        seed=config.seed,
+        out=run,
+        init=None if model is not None else init,
+        freeze=freeze,
+        warmup_epochs=1.0 if epochs > 2 and model is None else 0.0,
+        steps_per_epoch=config.steps_per_epoch,
+        tensorboard=False,
+        progress="plain",
+        eager=config.eager,
+    )
+    result = train(cfg, echo=lambda m: log(f"  {m}"), model=model)
+    # the last epoch: the internal val split is partly teacher-labelled, the held-back one decides
+    state.model, state.spec = load_source(str(result.last))
+    return {"run": run.name, "epochs": epochs, "learning_rate": lr, "data": str(state.data_yaml)}
+
+
+def _measure(
+    config: Any,
+    model: Any,
+    stage: Any,
+    fmt: str,
+    t0: float,
+    details: dict[str, Any],
+    log: Callable[[str], None],
+    state: _State | None,
+    index: int = 0,
+) -> Any:
+    from edgekit.bench.latency import BenchConfig, bench_models
+    from edgekit.compress.recipe import StageResult, gzip_size
+    from edgekit.compress.structured import param_count
+    from edgekit.eval.predict import EvalConfig, evaluate_model
+
+    if fmt == "teacher":
+        path, params = model, 0
+    else:
+        path = _export(config, model, state, stage, fmt, index)
+        params = param_count(model)
+    ev = evaluate_model(
+        EvalConfig(model=path, data=config.data, split="val", val_fraction=config.val_fraction,
+                   seed=config.seed, threads=config.threads)
+    )  # fmt: skip
+    classes = config.classes or ()
+    if len(classes) == 1:
+        metric, acc = f"{classes[0]} AP50", ev.per_class.get(classes[0], {}).get("AP50", 0.0)
+    else:
+        metric, acc = "AP50", ev.metrics.get("AP50", 0.0)
+    details = {**details, "mAP": ev.metrics.get("mAP"), "AP50": ev.metrics.get("AP50"),
+               "eval_images": ev.images}  # fmt: skip
+    bench = bench_models(
+        BenchConfig(models=(str(path),), runs=config.bench_runs, warmup=5,
+                    threads=(config.threads,))
+    )[0]  # fmt: skip
+    result = StageResult(
+        stage=stage.label,
+        artifact=Path(path).name,
+        format=fmt,
+        accuracy=float(acc),
+        size_bytes=Path(path).stat().st_size,
+        gzip_bytes=gzip_size(Path(path)),
+        params=params,
+        sparsity=0.0,
+        latency_ms=float(bench.stages["invoke"].p50_ms),
+        seconds=time.perf_counter() - t0,
+        details=details,
+        metric=metric,
+    )
+    log(
+        f"  {result.artifact}: {metric} {result.accuracy:.3f} (mAP {details['mAP']:.3f}), "
+        f"{result.size_bytes / 1e3:.0f} kB, {result.latency_ms:.2f} ms ({config.threads} thread)"
+    )
+    return result
+
+
+def _export(config: Any, model: Any, state: _State, stage: Any, fmt: str, index: int) -> Path:
+    from edgekit.export.tflite import ExportConfig, export_model
+
+    stem = f"{index:02d}_{stage.label.replace(':', '_')}"
+    suffix = "" if fmt in ("float32", stage.name) else f"_{fmt}"
+    if fmt == "float32":
+        model.save(config.out / f"{stem}.keras")
+    images = state.data_yaml.parent / "images" if state.data_yaml else None
+    res = export_model(
+        model,
+        state.spec,
+        ExportConfig(
+            format=fmt,
+            out=config.out / f"{stem}{suffix}.tflite",
+            nms=state.spec.decoder == "ssd_raw",
+            calib_dir=images if fmt == "int8" else None,
+            calib_samples=config.calib_samples,
+        ),
+    )
+    return res.path

@@ -1,0 +1,105 @@
+"""The detection recipe: a .tflite teacher labels images + video frames, a zoo SSDLite student
+is distilled, thinned and quantized, every stage measured next to the teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.compress.recipe import CompressConfig, run_recipe
+from edgekit.errors import UsageError
+
+TEACHER = Path(__file__).resolve().parents[2] / "edgekit" / "assets" / "detect_default.tflite"
+
+
+def _people(root: Path, n: int = 12, size: int = 96, seed: int = 0) -> tuple[Path, Path]:
+    """A YOLO dataset of one grey 'person' box per image, and a short MJPG video of the same."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir(parents=True)
+    frames = []
+    for i in range(n):
+        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        w, h = int(rng.integers(size // 5, size // 3)), int(rng.integers(size // 3, size - 8))
+        x0, y0 = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+        img[y0 : y0 + h, x0 : x0 + w] = 140
+        cv2.imwrite(str(root / "images" / f"{i:03d}.png"), img)
+        box = ((x0 + w / 2) / size, (y0 + h / 2) / size, w / size, h / size)
+        (root / "labels" / f"{i:03d}.txt").write_text("0 " + " ".join(f"{v:.5f}" for v in box))
+        frames.append(img)
+    (root / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames:\n  0: person\n")
+    video = root / "clip.avi"
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (size, size))
+    for img in frames[:6]:
+        out.write(img)
+    out.release()
+    return root / "data.yaml", video
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory) -> tuple[Path, Path]:
+    return _people(tmp_path_factory.mktemp("people"))
+
+
+def _config(tmp_path: Path, people: tuple[Path, Path], stages: str, **kw) -> CompressConfig:
+    data, video = people
+    base = dict(
+        student="ssdlite_mobilenet_v2", data=data, stages=stages, teacher=str(TEACHER),
+        videos=(video,), every_n=2, classes=("person",), input_size=96, width=0.35, epochs=1,
+        steps_per_epoch=1, eager=True, batch_size=4, bench_runs=3, calib_samples=4,
+        val_fraction=0.25, out=tmp_path / "out",
+    )  # fmt: skip
+    base.update(kw)
+    return CompressConfig(**base)
+
+
+@pytest.mark.parametrize(
+    ("stages", "kw", "match"),
+    [
+        ("distill,prune:0.5", {}, "not supported for detectors"),
+        ("distill,qat", {}, "not supported for detectors"),
+        ("finetune,int8", {}, "untrained"),
+        ("distill", {"classes": ("cat",)}, "cat"),
+        ("distill", {"teacher": "teacher.keras"}, ".tflite"),
+    ],
+)
+def test_detection_recipe_refuses_what_it_cannot_do(tmp_path, people, stages, kw, match):
+    with pytest.raises(UsageError, match=match):
+        run_recipe(_config(tmp_path, people, stages, **kw), log=lambda m: None)
+
+
+def test_missing_video_is_a_usage_error(tmp_path, people):
+    with pytest.raises(UsageError, match="no such file"):
+        _config(tmp_path, people, "distill", videos=(tmp_path / "none.avi",))
+
+
+def test_detection_distill_structured_int8_next_to_the_teacher(tmp_path, people):
+    pytest.importorskip("tensorflow")
+    logs: list[str] = []
+    cfg = _config(tmp_path, people, "distill,structured:0.5,int8")
+    results = run_recipe(cfg, log=logs.append)
+    assert [r.stage for r in results] == ["teacher", "distill", "structured:0.5", "int8"]
+    teacher, distill, thin, q = results
+    assert all(r.metric == "person AP50" for r in results)
+    assert teacher.artifact == TEACHER.name and teacher.params == 0
+    assert thin.params < distill.params == thin.details["params_before"]
+    assert q.format == "int8" and q.size_bytes * 2 < thin.size_bytes
+    for r in results:
+        assert 0.0 <= r.accuracy <= 1.0 and r.latency_ms > 0
+        assert r.details["eval_images"] == 3  # the held-back quarter of 12 images
+    # the teacher labelled the train split and every 2nd of the 6 video frames
+    labels = sorted((cfg.out / "data_distill" / "labels").glob("*.txt"))
+    assert sum(p.name.startswith("video_") for p in labels) == 3
+    assert sum(p.name.startswith("labelled_") for p in labels) == 9
+    from edgekit.runtime.model import Model
+
+    m = Model.load(cfg.out / q.artifact)
+    assert m.labels == ("person",) and m.task == "detect"
+    report = json.loads((cfg.out / "report.json").read_text())
+    assert report["stages"][0]["stage"] == "teacher"
+    assert "| stage | artifact | person AP50 |" in (cfg.out / "report.md").read_text()
