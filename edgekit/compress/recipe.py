@@ -458,12 +458,16 @@ def _measure(
         if stage.name in TRAIN_STAGES:
             state.model.save(config.out / f"{stem}.keras")
     elif state.float_artifact is not None and fmt in ("int8", "int8-qat"):
+        from edgekit.compress.layer_error import layer_errors
         from edgekit.compress.teacher import read_rgb
 
-        val = _val_images(config)
-        details["quant_error"] = quant_error(
-            state.float_artifact, path, [read_rgb(p) for p in val]
-        ).to_dict()
+        images = [read_rgb(p) for p in _val_images(config)]
+        details["quant_error"] = quant_error(state.float_artifact, path, images).to_dict()
+        try:
+            rows = layer_errors(state.float_artifact, path, images)
+            details["layer_error"] = [r.to_dict() for r in rows]
+        except UsageError as exc:  # e.g. QAT's graph names its ops differently
+            details["layer_error"] = str(exc)
     ev = evaluate_model(
         EvalConfig(model=path, data=config.data, format="folder", split="val",
                    val_fraction=config.val_fraction, seed=config.seed, threads=config.threads)

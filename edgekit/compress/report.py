@@ -109,6 +109,13 @@ def write_report(
                 f"mean abs {o['mean_abs']:.4f}, cosine {o['cosine']:.4f}, top-1 agreement "
                 f"{qe['top1_agreement']}"
             )
+        layers = r.details.get("layer_error") if isinstance(r.details, dict) else None
+        if isinstance(layers, list) and layers:
+            worst = sorted(layers, key=lambda x: -x["rel_rmse"])[:3]
+            lines.append(
+                f"- {r.stage}: largest per-layer error of {len(layers)} layers (RMSE / float std): "
+                + "; ".join(f"`{x['name']}` ({x['op']}) {x['rel_rmse']:.3f}" for x in worst)
+            )
     md = out / "report.md"
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     png = plot(results, out / "report.png") if results else None

@@ -10,6 +10,7 @@ pytest.importorskip("tensorflow_model_optimization")
 
 import keras
 
+from edgekit.compress.layer_error import layer_errors
 from edgekit.compress.quantize import export_qat, post_training, qat, quant_error
 from edgekit.errors import UsageError
 from edgekit.runtime.flatbuffer import read_tflite
@@ -39,6 +40,17 @@ def test_int8_ptq_is_much_smaller_and_close_to_float(model_and_spec, image_folde
     assert err.images == 4 and len(err.outputs) == 1
     assert err.outputs[0]["max_abs"] < 0.5 and err.outputs[0]["cosine"] > 0.9
     assert 0.0 <= err.top1_agreement <= 1.0
+    layers = layer_errors(f32, q.path, images)
+    assert len(layers) > 30 and any("Conv1_relu" in r.name for r in layers)
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= {r.op for r in layers}
+    for r in layers:
+        assert r.rel_rmse >= 0 and -1.0 <= r.cosine <= 1.0 + 1e-6
+    # rounding error starts small at the stem and grows along the network
+    assert layers[0].rel_rmse < 0.1 and layers[0].cosine > 0.99
+    assert max(r.rel_rmse for r in layers) > layers[0].rel_rmse
+    assert layer_errors(f32, f32, images[:1])[0].rel_rmse == 0.0  # same model: no error
+    with pytest.raises(UsageError):
+        layer_errors(f32, q.path, [])
     with pytest.raises(UsageError):
         post_training(model, spec, tmp_path / "x.tflite", format="edgetpu")
 

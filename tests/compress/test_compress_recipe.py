@@ -79,6 +79,7 @@ def test_recipe_end_to_end_train_prune_int8(tmp_path, image_folder):
     assert pruned.gzip_bytes < train.gzip_bytes
     assert q.format == "int8" and q.size_bytes * 2.4 < pruned.size_bytes
     assert "quant_error" in q.details and q.details["quant_error"]["images"] > 0
+    assert len(q.details["layer_error"]) > 30  # float vs int8 per layer, pruned model
     for r in results:
         assert 0.0 <= r.accuracy <= 1.0 and r.latency_ms > 0 and r.params > 0
         assert (cfg.out / r.artifact).is_file()
@@ -90,6 +91,7 @@ def test_recipe_end_to_end_train_prune_int8(tmp_path, image_folder):
     report = json.loads((cfg.out / "report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == ["train", "finetune", "prune:0.5", "int8"]
     md = (cfg.out / "report.md").read_text()
+    assert "largest per-layer error" in md
     assert "| prune:0.5 |" in md and (cfg.out / "report.png").stat().st_size > 1000
     assert len(logs) >= 6
 

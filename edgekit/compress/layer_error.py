@@ -1,0 +1,124 @@
+"""Per-layer float vs int8 error: where in the network quantization loses accuracy.
+
+Both ``.tflite`` files come from the same Keras graph, so the converter gives an op's output
+tensor the same name in the float and the quantized model. Both run with every intermediate
+tensor kept (and no XNNPACK delegate, which would hide them) on the same images; each op
+output the two share (same name and shape) is dequantized and compared with the float one.
+``rel_rmse`` = RMSE / float standard deviation, so layers of different scale compare; the
+error accumulates along the network, and a layer whose error jumps above its input's is the
+one to keep in float or to calibrate better.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import UsageError
+
+__all__ = ["LayerError", "layer_errors"]
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """One op output compared over all images (op order of the quantized graph)."""
+
+    name: str
+    op: str
+    shape: tuple[int, ...]
+    rel_rmse: float
+    cosine: float
+    max_abs: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _debug_interpreter(path: str | os.PathLike[str]) -> Any:
+    from edgekit.runtime.interpreter import read_model_bytes, resolve_backend
+
+    data, _, _ = read_model_bytes(path)
+    backend = resolve_backend()
+    kwargs: dict[str, Any] = {"model_content": data, "experimental_preserve_all_tensors": True}
+    module = sys.modules.get(backend.interpreter_cls.__module__)
+    resolver = getattr(module, "OpResolverType", None)
+    if resolver is not None:  # no XNNPACK: its fused subgraph would hide the intermediates
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = backend.interpreter_cls(**kwargs)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _outputs_by_name(interpreter: Any) -> dict[str, tuple[int, str]]:
+    """Op output tensor name -> (tensor index, op name), in execution order."""
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    found: dict[str, tuple[int, str]] = {}
+    for op in interpreter._get_ops_details():
+        for t in op["outputs"]:
+            if t in details:
+                found.setdefault(details[t]["name"], (int(t), str(op["op_name"])))
+    return found
+
+
+def _value(interpreter: Any, index: int) -> np.ndarray:
+    detail = interpreter._get_tensor_details(index, 0)
+    x = interpreter.get_tensor(index).astype(np.float32)
+    q = detail.get("quantization_parameters", {})
+    scales = np.asarray(q.get("scales", ()), np.float32)
+    if detail["dtype"] in (np.int8, np.uint8, np.int16) and scales.size == 1:
+        x = (x - float(np.asarray(q["zero_points"]).reshape(-1)[0])) * float(scales[0])
+    return x
+
+
+def layer_errors(
+    float_path: str | os.PathLike[str],
+    quant_path: str | os.PathLike[str],
+    images: Sequence[np.ndarray],
+) -> list[LayerError]:
+    """Compare every op output the two models share on RGB ``images`` (each model's own
+    preprocessing from its embedded spec)."""
+    from edgekit.runtime.model import Model
+
+    if not images:
+        raise UsageError("layer_errors needs at least one image")
+    fm, qm = Model.load(float_path, threads=1), Model.load(quant_path, threads=1)
+    fi, qi = _debug_interpreter(float_path), _debug_interpreter(quant_path)
+    f_out, q_out = _outputs_by_name(fi), _outputs_by_name(qi)
+    common = [n for n in q_out if n in f_out]
+    if not common:
+        raise UsageError(f"{float_path} and {quant_path} share no op output names")
+    ref: dict[str, list[np.ndarray]] = {n: [] for n in common}
+    got: dict[str, list[np.ndarray]] = {n: [] for n in common}
+    for img in images:
+        for model, interp, store, outs in ((fm, fi, ref, f_out), (qm, qi, got, q_out)):
+            x = model.preprocess(img)[0]
+            interp.set_tensor(interp.get_input_details()[0]["index"], x)
+            interp.invoke()
+            for n in common:
+                store[n].append(_value(interp, outs[n][0]))
+    rows = []
+    for n in common:
+        a = np.stack(ref[n]).reshape(-1)
+        b = np.stack(got[n])
+        if b.size != a.size:
+            continue
+        b = b.reshape(-1)
+        err = b - a
+        std = float(a.std())
+        cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+        rows.append(
+            LayerError(
+                name=n.split(";")[0],
+                op=q_out[n][1],
+                shape=tuple(int(s) for s in got[n][0].shape),
+                rel_rmse=float(np.sqrt((err**2).mean()) / std) if std > 0 else 0.0,
+                cosine=cos,
+                max_abs=float(np.abs(err).max()),
+            )
+        )
+    return rows
