@@ -78,6 +78,11 @@ import click
     type=click.Path(path_type=Path),
     help="Detectors: initial weights (.keras, layers matched by name), e.g. an ImageNet backbone.",
 )
+@click.option(
+    "--max-labelled",
+    type=click.IntRange(min=1),
+    help="Detectors: use only the first N labelled training images (data-scaling runs).",
+)
 @click.option("--freeze", help="Detectors: freeze 'backbone' or the first N blocks while training.")
 def compress(recipe, videos, **options) -> None:
     """Compress a classifier or a detector stage by stage and report each stage.

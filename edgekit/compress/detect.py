@@ -74,6 +74,8 @@ def run_detection_recipe(
             "(held-back evaluation needs their ground truth)"
         )
     train_split, _ = split_dataset(dataset, config.val_fraction, config.seed)
+    if config.max_labelled is not None:
+        train_split = train_split.subset(range(min(config.max_labelled, len(train_split))))
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []

@@ -132,6 +132,7 @@ class CompressConfig:
     freeze: str | None = None
     steps_per_epoch: int | None = None
     eager: bool = False
+    max_labelled: int | None = None  # only the first N train-split images (data-scaling runs)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))

@@ -37,9 +37,10 @@ def markdown_table(results: Sequence[Any]) -> str:
     ]
     for r in results:
         speed = base.latency_ms / r.latency_ms if base and r.latency_ms > 0 else float("nan")
+        params = f"{r.params:,}" if r.params else "-"  # a .tflite teacher: not counted
         rows.append(
             f"| {r.stage} | {r.artifact} | {r.accuracy:.3f} | {r.size_bytes / 1e3:.1f} | "
-            f"{r.gzip_bytes / 1e3:.1f} | {r.params:,} | {r.sparsity:.2f} | {r.latency_ms:.3f} | "
+            f"{r.gzip_bytes / 1e3:.1f} | {params} | {r.sparsity:.2f} | {r.latency_ms:.3f} | "
             f"{speed:.2f}x |"
         )
     return "\n".join(rows)
