@@ -65,6 +65,13 @@ _CTX = {"help_option_names": ["-h", "--help"]}
     "--no-augment", "augment", flag_value=False, default=None, help="Turn augmentation off."
 )
 @click.option("--mosaic", type=float, default=None, help="Probability of a 2x2 mosaic image.")
+@click.option(
+    "--no-tensorboard",
+    "tensorboard",
+    flag_value=False,
+    default=None,
+    help="Do not write TensorBoard logs (logs/).",
+)
 @click.option("--steps-per-epoch", type=int, default=None, help="Cap the batches per epoch.")
 @click.option(
     "--progress", type=click.Choice(PROGRESS), default=None, help="Progress display (default auto)."

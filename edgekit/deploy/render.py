@@ -78,13 +78,15 @@ OUTPUT_ARGS: dict[str, tuple[str, str]] = {
 
 
 def firmware_dir() -> Path:
-    """The ``firmware/`` folder: ``$EDGEKIT_FIRMWARE`` or the one next to the package."""
+    """The ``firmware/`` folder: ``$EDGEKIT_FIRMWARE``, else the copy inside the package
+    (``edgekit/_firmware``: a link to the top-level ``firmware/`` in a source checkout, the
+    files themselves in an installed wheel)."""
     env = os.environ.get("EDGEKIT_FIRMWARE")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "firmware"
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "_firmware"
     if not (path / "common" / "edgekit.service.j2").is_file():
         raise DeployError(
             f"{path}: not an edgekit firmware folder (no common/edgekit.service.j2)",
-            hint="run from a source checkout or set EDGEKIT_FIRMWARE",
+            hint="set EDGEKIT_FIRMWARE to a checkout's firmware/ folder",
         )
     return path
 

@@ -83,3 +83,22 @@ def test_yaml_errors_name_the_file(tmp_path):
 
 def test_sdquote_escapes_systemd_specials():
     assert sdquote('a "b" 100% $X\\') == '"a \\"b\\" 100%% $$X\\\\"'
+
+
+def test_firmware_templates_ship_inside_the_package(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import tomllib
+
+    from edgekit.deploy.render import firmware_dir
+    from edgekit.errors import DeployError
+
+    monkeypatch.delenv("EDGEKIT_FIRMWARE", raising=False)
+    path = firmware_dir()
+    root = Path(__file__).resolve().parents[2]
+    assert path.parent == root / "edgekit" and path.resolve() == (root / "firmware").resolve()
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "_firmware/**/*" in data["package-data"]["edgekit"]  # so a wheel carries them
+    monkeypatch.setenv("EDGEKIT_FIRMWARE", str(tmp_path))
+    with pytest.raises(DeployError, match="not an edgekit firmware folder"):
+        firmware_dir()

@@ -17,10 +17,11 @@ def test_cli_train_yolo_writes_checkpoint_for_export_and_eval(shapes_data, tmp_p
     out = tmp_path / "run"
     cfg.write_text(
         f"model: yolo_tiny\ndata: {shapes_data}\nimg: 64\nwidth: 0.35\nepochs: 5\nbatch: 8\n"
-        "eager: true\ntensorboard: false\nprogress: plain\nsteps_per_epoch: 2\nval_fraction: 0.25\n"
+        "eager: true\nprogress: plain\nsteps_per_epoch: 2\nval_fraction: 0.25\n"
     )
     # --epochs on the command line overrides the YAML.
-    assert main(["train", "--config", str(cfg), "--epochs", "1", "--out", str(out)]) == 0
+    args = ["train", "--config", str(cfg), "--epochs", "1", "--out", str(out), "--no-tensorboard"]
+    assert main(args) == 0
     text = capsys.readouterr().out
     assert "epoch 1/1" in text and "val_AP50" in text and "trained yolo_tiny: 1 epochs" in text
     for name in (
@@ -33,6 +34,7 @@ def test_cli_train_yolo_writes_checkpoint_for_export_and_eval(shapes_data, tmp_p
         "config.yaml",
     ):
         assert (out / name).is_file(), name
+    assert not (out / "logs").exists() and "tensorboard: false" in (out / "config.yaml").read_text()
     model, spec = load_source(str(out / "best.keras"))
     assert (
         spec.decoder == "yolo"
