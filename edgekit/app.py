@@ -260,7 +260,7 @@ def format_stats(stats: Any) -> str:
     rows = [(name, s) for name, s in rows if s.count]
     if rows:
         lines.append(f"{'stage':<12}{'p50 ms':>9}{'p90 ms':>9}")
-        lines += [f"{name:<12}{s.p50:>9.2f}{s.p90:>9.2f}" for name, s in rows]
+        lines += [f"{name:<12}{s.p50_ms:>9.2f}{s.p90_ms:>9.2f}" for name, s in rows]
     return "\n".join(lines)
 
 

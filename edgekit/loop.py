@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.stats import LatencyStats
 from edgekit.core.types import Frame, FrameResult
 from edgekit.errors import SinkError
 
@@ -63,26 +64,6 @@ MAX_TIMING_SAMPLES = 50_000
 
 
 @dataclass(frozen=True)
-class StageStats:
-    """Distribution of one stage's per-frame times, in milliseconds (over the last
-    ``MAX_TIMING_SAMPLES`` frames of a longer run)."""
-
-    count: int
-    mean: float
-    p50: float
-    p90: float
-    p99: float
-
-    @classmethod
-    def of(cls, values_ms: Sequence[float]) -> StageStats:
-        a = np.asarray(values_ms, dtype=np.float64)
-        if a.size == 0:
-            return cls(0, float("nan"), float("nan"), float("nan"), float("nan"))
-        p50, p90, p99 = np.percentile(a, [50, 90, 99])
-        return cls(int(a.size), float(a.mean()), float(p50), float(p90), float(p99))
-
-
-@dataclass(frozen=True)
 class LoopStats:
     """What a run did: frames written to the sinks, live frames dropped, wall time and FPS
     (``frames / elapsed_s``), per-stage timing distributions, and why it stopped
@@ -96,7 +77,7 @@ class LoopStats:
     dropped: int
     elapsed_s: float
     fps: float
-    stages: dict[str, StageStats] = field(default_factory=dict)
+    stages: dict[str, LatencyStats] = field(default_factory=dict)
     pipelined: bool = True
     stopped_by: str = "end"
     skipped_frames: int = 0
@@ -111,7 +92,7 @@ class LoopStats:
         for name in ("capture", "invoke", "step", "total"):
             if name in self.stages:
                 s = self.stages[name]
-                parts.append(f"{name} p50 {s.p50:.1f} ms")
+                parts.append(f"{name} p50 {s.p50_ms:.1f} ms")
         if self.skipped_frames:
             parts.append(f"skipped {self.skipped_frames} bad frames")
         if self.sink_errors:
@@ -559,7 +540,7 @@ def run(
         raise error
     if close_error is not None:
         raise close_error
-    stages = {name: StageStats.of(values) for name, values in state.samples.items()}
+    stages = {name: LatencyStats.of(values) for name, values in state.samples.items()}
     return LoopStats(
         frames=state.frames,
         dropped=state.dropped,

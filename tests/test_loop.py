@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edgekit.core.stats import LatencyStats
 from edgekit.core.types import Frame, FrameResult
 from edgekit.io.sinks import JsonlSink
-from edgekit.loop import LoopStats, StageStats, run
+from edgekit.loop import LoopStats, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,7 +139,7 @@ def test_serial_loop_with_a_fake_clock_is_exact():
     assert stats.frames == 6 and stats.dropped == 0 and not stats.pipelined
     assert stats.elapsed_s == pytest.approx(6 * 0.013)
     assert stats.fps == pytest.approx(1 / 0.013)
-    assert stats.stages["write"].p50 == pytest.approx(1.0)
+    assert stats.stages["write"].p50_ms == pytest.approx(1.0)
     assert stats.stages["total"].count == 6
     assert stats.stopped_by == "end"
     assert stats.summary().startswith("6 frames in 0.08 s = 76.9 fps (serial), dropped 0")
@@ -169,10 +170,12 @@ def test_max_frames_zero_writes_nothing():
 
 
 def test_stage_stats():
-    s = StageStats.of([1.0, 2.0, 3.0, 4.0])
-    assert (s.count, s.mean, s.p50) == (4, 2.5, 2.5)
-    assert s.p90 == pytest.approx(3.7) and s.p99 == pytest.approx(3.97)
-    assert StageStats.of([]).count == 0
+    s = LatencyStats.of([1.0, 2.0, 3.0, 4.0])
+    assert (s.count, s.mean_ms, s.p50_ms) == (4, 2.5, 2.5)
+    assert s.p90_ms == pytest.approx(3.7) and s.p99_ms == pytest.approx(3.97)
+    assert s.std_ms == pytest.approx(1.118, abs=1e-3)
+    empty = LatencyStats.of([])
+    assert empty.count == 0 and np.isnan(empty.p50_ms)
 
 
 # --- pipelined ---------------------------------------------------------------------------------------
@@ -206,7 +209,7 @@ def test_live_source_newest_frame_wins():
     assert sink.indices == sorted(set(sink.indices))  # in order, no repeats
     assert sink.indices[-1] == 149  # the newest frame is the one processed
     # a result is never older than one step plus one capture: no queue builds up
-    assert stats.stages["wait"].p90 < 15.0
+    assert stats.stages["wait"].p90_ms < 15.0
 
 
 def test_live_source_can_keep_every_frame():

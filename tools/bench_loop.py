@@ -94,21 +94,21 @@ def run_mode(
     ]
     stats = run(source, step, sinks, pipelined=pipelined, max_frames=frames)
     invoke = stats.stages["invoke"]
-    bound = 1e3 / invoke.p50
+    bound = 1e3 / invoke.p50_ms
     figures = {
         "mode": mode,
         "frames": stats.frames,
         "dropped": stats.dropped,
         "elapsed_s": round(stats.elapsed_s, 3),
         "fps": round(stats.fps, 2),
-        "invoke_p50_ms": round(invoke.p50, 2),
+        "invoke_p50_ms": round(invoke.p50_ms, 2),
         "invoke_bound_fps": round(bound, 2),
         "ratio": round(stats.fps / bound, 3),
-        "invoke_mean_ms": round(invoke.mean, 2),
-        "step_mean_ms": round(stats.stages["step"].mean, 2),
+        "invoke_mean_ms": round(invoke.mean_ms, 2),
+        "step_mean_ms": round(stats.stages["step"].mean_ms, 2),
         # how close the loop gets to the step alone (1 / mean step): the loop's own overhead
-        "step_ratio": round(stats.fps * stats.stages["step"].mean / 1e3, 3),
-        "stages_p50_ms": {k: round(v.p50, 2) for k, v in sorted(stats.stages.items())},
+        "step_ratio": round(stats.fps * stats.stages["step"].mean_ms / 1e3, 3),
+        "stages_p50_ms": {k: round(v.p50_ms, 2) for k, v in sorted(stats.stages.items())},
     }
     with open(out_dir / f"{stem}.jsonl", encoding="utf-8") as fh:
         figures["jsonl_lines"] = sum(1 for _ in fh)

@@ -75,9 +75,9 @@ def once(mode: str, step, frames: int) -> dict:
     render = stats.stages.get("render")
     return {
         "fps": stats.fps,
-        "write_p50": write.p50,
-        "write_p99": write.p99,
-        "render_p50": render.p50 if render else float("nan"),
+        "write_p50": write.p50_ms,
+        "write_p99": write.p99_ms,
+        "render_p50": render.p50_ms if render else float("nan"),
         "encoded": sink.encoded if sink else 0,
         "received": counter[0],
     }

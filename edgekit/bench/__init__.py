@@ -4,9 +4,8 @@ from edgekit.bench.latency import (
     STAGES,
     BenchConfig,
     BenchResult,
-    StageStats,
     bench_models,
     machine_info,
 )
 
-__all__ = ["STAGES", "BenchConfig", "BenchResult", "StageStats", "bench_models", "machine_info"]
+__all__ = ["STAGES", "BenchConfig", "BenchResult", "bench_models", "machine_info"]

@@ -17,20 +17,20 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekit.core.stats import LatencyStats
 from edgekit.errors import SourceError, UsageError
 
 __all__ = [
     "STAGES",
     "BenchConfig",
     "BenchResult",
-    "StageStats",
     "bench_models",
     "machine_info",
     "sample_image",
@@ -75,35 +75,6 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
-class StageStats:
-    """Summary of one stage's latencies, in milliseconds."""
-
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    std_ms: float
-
-    @classmethod
-    def from_samples(cls, samples_ms: Sequence[float]) -> StageStats:
-        """Percentiles (linear interpolation), mean and population std of ``samples_ms``."""
-        a = np.asarray(samples_ms, dtype=np.float64)
-        if a.size == 0:
-            raise ValueError("no samples to summarize")
-        p50, p90, p99 = np.percentile(a, [50, 90, 99])
-        return cls(float(p50), float(p90), float(p99), float(a.mean()), float(a.std()))
-
-    def to_dict(self) -> dict[str, float]:
-        return {
-            "p50_ms": round(self.p50_ms, 4),
-            "p90_ms": round(self.p90_ms, 4),
-            "p99_ms": round(self.p99_ms, 4),
-            "mean_ms": round(self.mean_ms, 4),
-            "std_ms": round(self.std_ms, 4),
-        }
-
-
-@dataclass(frozen=True)
 class BenchResult:
     """One (model, backend, threads) configuration and its per-stage statistics."""
 
@@ -114,7 +85,7 @@ class BenchResult:
     warmup: int
     size_bytes: int
     kind: str
-    stages: dict[str, StageStats]
+    stages: dict[str, LatencyStats]
     samples_ms: dict[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
     order: int = 0
 
@@ -224,7 +195,7 @@ def bench_models(
                 warmup=config.warmup,
                 size_bytes=_size(path),
                 kind=_kind(model),
-                stages={k: StageStats.from_samples(v) for k, v in per_stage.items()},
+                stages={k: LatencyStats.of(v) for k, v in per_stage.items()},
                 samples_ms=per_stage,
                 order=order,
             )

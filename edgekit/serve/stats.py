@@ -8,8 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
+from edgekit.core.stats import LatencyStats
 from edgekit.core.types import FrameResult
 
 __all__ = ["STAGE_ORDER", "StatsWindow"]
@@ -67,12 +66,11 @@ class StatsWindow:
         names += sorted(n for n in samples if n not in STAGE_ORDER)
         stages = {}
         for name in names:
-            a = np.asarray(samples[name], dtype=np.float64)
-            p50, p99 = np.percentile(a, [50, 99])
+            s = LatencyStats.of(samples[name])
             stages[name] = {
-                "p50": round(float(p50), 3),
-                "p99": round(float(p99), 3),
-                "mean": round(float(a.mean()), 3),
+                "p50": round(s.p50_ms, 3),
+                "p99": round(s.p99_ms, 3),
+                "mean": round(s.mean_ms, 3),
             }
         out: dict[str, Any] = {
             "frames": frames,

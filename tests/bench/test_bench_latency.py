@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgekit.bench import STAGES, BenchConfig, StageStats, bench_models, machine_info, report
+from edgekit.bench import STAGES, BenchConfig, bench_models, machine_info, report
+from edgekit.core.stats import LatencyStats
 from edgekit.errors import UsageError
 
 
@@ -63,14 +64,16 @@ def _run(config, models):
 
 def test_stage_stats_match_numpy():
     samples = [1.0, 2.0, 3.0, 4.0, 100.0]
-    s = StageStats.from_samples(samples)
-    assert s.p50_ms == 3.0
+    s = LatencyStats.of(samples)
+    assert s.count == 5 and s.p50_ms == 3.0
     assert s.p90_ms == pytest.approx(np.percentile(samples, 90))
     assert s.p99_ms == pytest.approx(np.percentile(samples, 99))
     assert s.mean_ms == pytest.approx(22.0)
     assert s.std_ms == pytest.approx(np.std(samples))
-    with pytest.raises(ValueError):
-        StageStats.from_samples([])
+    assert s.to_dict(2) == {
+        "p50_ms": 3.0, "p90_ms": round(s.p90_ms, 2), "p99_ms": round(s.p99_ms, 2),
+        "mean_ms": 22.0, "std_ms": round(s.std_ms, 2),
+    }  # fmt: skip
 
 
 def test_per_stage_figures_and_threads():

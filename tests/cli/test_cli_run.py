@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from edgekit.app import RunConfig, default_model, format_stats
 from edgekit.cli.main import cli
+from edgekit.core.stats import LatencyStats
 from edgekit.errors import UsageError
-from edgekit.loop import LoopStats, StageStats
+from edgekit.loop import LoopStats
 
 SSD = ("models", "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite")
 MOVENET = ("models", "movenet_single_pose_lightning_ptq.tflite")
@@ -33,8 +34,8 @@ def edgekit(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def _fake_stats() -> LoopStats:
     stages = {
-        "invoke": StageStats.of([10.0, 12.0, 30.0]),
-        "total": StageStats.of([20.0, 22.0, 40.0]),
+        "invoke": LatencyStats.of([10.0, 12.0, 30.0]),
+        "total": LatencyStats.of([20.0, 22.0, 40.0]),
     }
     return LoopStats(frames=3, dropped=0, elapsed_s=0.5, fps=6.0, stages=stages)
 
@@ -156,7 +157,7 @@ def test_format_stats_lists_p50_p90_per_stage():
     lines = text.splitlines()
     assert lines[0].startswith("3 frames in 0.50 s = 6.0 fps")
     invoke = next(line for line in lines if line.startswith("invoke"))
-    assert invoke.split()[1:] == ["12.00", f"{StageStats.of([10.0, 12.0, 30.0]).p90:.2f}"]
+    assert invoke.split()[1:] == ["12.00", f"{LatencyStats.of([10.0, 12.0, 30.0]).p90_ms:.2f}"]
     assert any(line.startswith("total") for line in lines)
 
 
