@@ -89,6 +89,12 @@ def run_detection_recipe(
         state.model, state.spec = _from_init(config, entry, classes)
         state.data_yaml = _data(config, "distill" if config.teacher else "train", train_split,
                                 classes, log)  # fmt: skip
+        t0 = time.perf_counter()
+        results.append(
+            _measure(
+                config, state.model, Stage("input"), "float32", t0, {}, log, state, len(results)
+            )
+        )
     for i, stage in enumerate(config.stages):
         t0 = time.perf_counter()
         log(f"[{i + 1}/{len(config.stages)}] {stage.label}")

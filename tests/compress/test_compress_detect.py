@@ -103,3 +103,8 @@ def test_detection_distill_structured_int8_next_to_the_teacher(tmp_path, people)
     report = json.loads((cfg.out / "report.json").read_text())
     assert report["stages"][0]["stage"] == "teacher"
     assert "| stage | artifact | person AP50 |" in (cfg.out / "report.md").read_text()
+    # a later run starts from that checkpoint: the input is measured first, next to the teacher
+    again = _config(tmp_path, people, "int8", init=cfg.out / "01_distill.keras", out=tmp_path / "b")
+    rows = run_recipe(again, log=logs.append)
+    assert [r.stage for r in rows] == ["teacher", "input", "int8"]
+    assert rows[1].params == distill.params and rows[1].accuracy == pytest.approx(distill.accuracy)
