@@ -83,6 +83,16 @@ import click
     type=click.IntRange(min=1),
     help="Detectors: use only the first N labelled training images (data-scaling runs).",
 )
+@click.option(
+    "--repeat-labelled",
+    type=click.IntRange(min=1),
+    help="Detectors: each labelled image this many times next to the video frames [1].",
+)
+@click.option(
+    "--mosaic",
+    type=click.FloatRange(0, 1),
+    help="Detectors: probability of a 2x2 mosaic training image [0]; 0.5 helps small data.",
+)
 @click.option("--freeze", help="Detectors: freeze 'backbone' or the first N blocks while training.")
 def compress(recipe, videos, **options) -> None:
     """Compress a classifier or a detector stage by stage and report each stage.

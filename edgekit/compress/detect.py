@@ -151,6 +151,7 @@ def _data(config: Any, how: str, train_split: Any, classes: tuple[str, ...], log
             every_n=config.every_n,
             classes=classes,
             score_threshold=config.teacher_score,
+            repeat_labelled=config.repeat_labelled,
             threads=config.threads,
         )
         boxes = sum(len(r.boxes) for r in ds.images)
@@ -211,6 +212,7 @@ def _fit(
         tensorboard=False,
         progress="plain",
         eager=config.eager,
+        mosaic=config.mosaic,
     )
     result = train(cfg, echo=lambda m: log(f"  {m}"), model=model)
     # the last epoch: the internal val split is partly teacher-labelled, the held-back one decides

@@ -133,6 +133,8 @@ class CompressConfig:
     steps_per_epoch: int | None = None
     eager: bool = False
     max_labelled: int | None = None  # only the first N train-split images (data-scaling runs)
+    repeat_labelled: int = 1  # each labelled image this many times next to the video frames
+    mosaic: float = 0.0  # probability of a 2x2 mosaic training image
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
@@ -147,8 +149,10 @@ class CompressConfig:
         for v in self.videos:
             if not v.is_file():
                 raise UsageError(f"--video {v}: no such file")
-        if self.every_n < 1:
-            raise UsageError("every_n must be >= 1")
+        if self.every_n < 1 or self.repeat_labelled < 1:
+            raise UsageError("every_n and repeat_labelled must be >= 1")
+        if not 0.0 <= self.mosaic <= 1.0:
+            raise UsageError(f"mosaic must be in [0, 1], got {self.mosaic}")
         if isinstance(self.stages, str) or (self.stages and not isinstance(self.stages[0], Stage)):
             object.__setattr__(self, "stages", parse_recipe(self.stages))
         if self.epochs < 1 or (self.finetune_epochs is not None and self.finetune_epochs < 1):

@@ -81,7 +81,10 @@ def test_missing_video_is_a_usage_error(tmp_path, people):
 def test_detection_distill_structured_int8_next_to_the_teacher(tmp_path, people):
     pytest.importorskip("tensorflow")
     logs: list[str] = []
-    cfg = _config(tmp_path, people, "distill,structured:0.5,int8", max_labelled=8)
+    cfg = _config(
+        tmp_path, people, "distill,structured:0.5,int8", max_labelled=8, repeat_labelled=2,
+        mosaic=0.5,
+    )  # fmt: skip
     results = run_recipe(cfg, log=logs.append)
     assert [r.stage for r in results] == ["teacher", "distill", "structured:0.5", "int8"]
     teacher, distill, thin, q = results
@@ -95,7 +98,7 @@ def test_detection_distill_structured_int8_next_to_the_teacher(tmp_path, people)
     # the teacher labelled the train split and every 2nd of the 6 video frames
     labels = sorted((cfg.out / "data_distill" / "labels").glob("*.txt"))
     assert sum(p.name.startswith("video_") for p in labels) == 3
-    assert sum(p.name.startswith("labelled_") for p in labels) == 8  # of 9: --max-labelled 8
+    assert sum(p.name.startswith("labelled_") for p in labels) == 16  # 8 of 9, each twice
     from edgekit.runtime.model import Model
 
     m = Model.load(cfg.out / q.artifact)
