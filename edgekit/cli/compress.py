@@ -132,3 +132,41 @@ def compress(recipe, videos, **options) -> None:
     results = run_recipe(config, log=click.echo)
     click.echo(markdown_table(results))
     click.echo(f"report: {config.out / 'report.md'}")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--recipe",
+    default="static_wi8_ai8",
+    show_default=True,
+    help="ai-edge-quantizer recipe: static_wi8_ai8 (full int8), static_wi8_ai16, "
+    "dynamic_wi8_afp32, weight_only_wi8_afp32, dynamic_wi4_afp32.",
+)
+@click.option(
+    "--calib",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of images for the static recipes' calibration (searched recursively).",
+)
+@click.option("--calib-samples", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Output [MODEL_<recipe>.tflite].")
+def quantize(model: Path, recipe: str, calib: Path | None, calib_samples: int, out) -> None:
+    """Quantize an existing float .tflite with an ai-edge-quantizer recipe, keeping its spec.
+
+    For models whose Keras source you do not have; for edgekit's own models `edgekit export
+    --format int8` and `edgekit compress` quantize from Keras. Needs edgekit[quantizer].
+
+    \b
+    Example:
+      edgekit quantize model_float.tflite --recipe static_wi8_ai8 --calib images/
+    """
+    from edgekit.compress.aeq import quantize_tflite
+    from edgekit.export.representative import list_images, read_rgb
+
+    images = []
+    if calib is not None:
+        paths = list_images(calib)[:calib_samples]
+        images = [read_rgb(p) for p in paths]
+    target = out or model.with_name(f"{model.stem}_{recipe}.tflite")
+    path = quantize_tflite(model, target, recipe, images)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB, {recipe})")

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "eval": "edgekit.cli.eval:eval_",
     "explain": "edgekit.cli.explain:explain",
     "compress": "edgekit.cli.compress:compress",
+    "quantize": "edgekit.cli.compress:quantize",
     "bundle": "edgekit.cli.deploy:bundle",
     "flash": "edgekit.cli.deploy:flash",
     "deploy": "edgekit.cli.deploy:deploy",
