@@ -231,20 +231,15 @@ def _measure(
     state: _State | None,
     index: int = 0,
 ) -> Any:
-    from edgekit.bench.latency import BenchConfig, bench_models
-    from edgekit.compress.recipe import StageResult, gzip_size
+    from edgekit.compress.recipe import StageResult, gzip_size, score_artifact
     from edgekit.compress.structured import param_count
-    from edgekit.eval.predict import EvalConfig, evaluate_model
 
     if fmt == "teacher":
         path, params = model, 0
     else:
         path = _export(config, model, state, stage, fmt, index)
         params = param_count(model)
-    ev = evaluate_model(
-        EvalConfig(model=path, data=config.data, split="val", val_fraction=config.val_fraction,
-                   seed=config.seed, threads=config.threads)
-    )  # fmt: skip
+    ev, latency_ms = score_artifact(config, Path(path))
     classes = config.classes or ()
     if len(classes) == 1:
         metric, acc = f"{classes[0]} AP50", ev.per_class.get(classes[0], {}).get("AP50", 0.0)
@@ -252,10 +247,6 @@ def _measure(
         metric, acc = "AP50", ev.metrics.get("AP50", 0.0)
     details = {**details, "mAP": ev.metrics.get("mAP"), "AP50": ev.metrics.get("AP50"),
                "eval_images": ev.images}  # fmt: skip
-    bench = bench_models(
-        BenchConfig(models=(str(path),), runs=config.bench_runs, warmup=5,
-                    threads=(config.threads,))
-    )[0]  # fmt: skip
     result = StageResult(
         stage=stage.label,
         artifact=Path(path).name,
@@ -265,7 +256,7 @@ def _measure(
         gzip_bytes=gzip_size(Path(path)),
         params=params,
         sparsity=0.0,
-        latency_ms=float(bench.stages["invoke"].p50_ms),
+        latency_ms=latency_ms,
         seconds=time.perf_counter() - t0,
         details=details,
         metric=metric,
@@ -278,19 +269,19 @@ def _measure(
 
 
 def _export(config: Any, model: Any, state: _State, stage: Any, fmt: str, index: int) -> Path:
+    from edgekit.compress.recipe import artifact_path
     from edgekit.export.tflite import ExportConfig, export_model
 
-    stem = f"{index:02d}_{stage.label.replace(':', '_')}"
-    suffix = "" if fmt in ("float32", stage.name) else f"_{fmt}"
+    target = artifact_path(config, index, stage, fmt)
     if fmt == "float32":
-        model.save(config.out / f"{stem}.keras")
+        model.save(target.with_suffix(".keras"))
     images = state.data_yaml.parent / "images" if state.data_yaml else None
     res = export_model(
         model,
         state.spec,
         ExportConfig(
             format=fmt,
-            out=config.out / f"{stem}{suffix}.tflite",
+            out=target,
             nms=state.spec.decoder == "ssd_raw",
             calib_dir=images if fmt == "int8" else None,
             calib_samples=config.calib_samples,

@@ -230,12 +230,43 @@ def gzip_size(path: Path) -> int:
     return len(gzip.compress(path.read_bytes(), compresslevel=9))
 
 
+def artifact_path(config: CompressConfig, index: int, stage: Stage, fmt: str) -> Path:
+    """``OUT/NN_<stage>[_<format>].tflite``; the format is left out when the stage names it."""
+    stem = f"{index:02d}_{stage.label.replace(':', '_')}"
+    suffix = "" if fmt in ("float32", stage.name) else f"_{fmt}"
+    return config.out / f"{stem}{suffix}.tflite"
+
+
+def score_artifact(
+    config: CompressConfig, path: Path, data_format: str = "auto"
+) -> tuple[Any, float]:
+    """``path`` scored through ``edgekit eval`` on the held-back split (the one ``edgekit eval
+    --split val`` uses) and its median invoke time in ms through ``edgekit bench``."""
+    from edgekit.bench.latency import BenchConfig, bench_models
+    from edgekit.eval.predict import EvalConfig, evaluate_model
+
+    ev = evaluate_model(
+        EvalConfig(model=path, data=config.data, format=data_format, split="val",
+                   val_fraction=config.val_fraction, seed=config.seed, threads=config.threads)
+    )  # fmt: skip
+    bench = bench_models(
+        BenchConfig(
+            models=(str(path),), runs=config.bench_runs, warmup=5, threads=(config.threads,)
+        )
+    )[0]
+    return ev, float(bench.stages["invoke"].p50_ms)
+
+
+def _is_checkpoint(student: str) -> bool:
+    return student.endswith(".keras") or Path(student).is_file()
+
+
 def _student(config: CompressConfig, num_classes: int) -> tuple[Any, Any, bool]:
     """(model, spec, trained?) from a registry name or a .keras checkpoint."""
     from edgekit.export.tflite import load_source
     from edgekit.zoo import registry
 
-    if config.student.endswith(".keras") or Path(config.student).is_file():
+    if _is_checkpoint(config.student):
         model, spec = load_source(config.student)
         return model, spec, True
     entry = registry.get_entry(config.student)
@@ -271,7 +302,7 @@ def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) ->
     from edgekit.eval.classify import is_image_folder, read_image_folder
     from edgekit.zoo import registry
 
-    if not config.student.endswith(".keras") and not Path(config.student).is_file():
+    if not _is_checkpoint(config.student):
         entry = registry.get_entry(config.student)
         if entry.task == "detect":
             from edgekit.compress.detect import run_detection_recipe
@@ -435,25 +466,20 @@ def _measure(
     qmodel: Any = None,
     index: int = 0,
 ) -> StageResult:
-    from edgekit.bench.latency import BenchConfig, bench_models
     from edgekit.compress.prune import sparsity_report
     from edgekit.compress.quantize import export_qat, post_training, quant_error
     from edgekit.compress.structured import param_count
-    from edgekit.eval.predict import EvalConfig, evaluate_model
 
-    stem = f"{index:02d}_{stage.label.replace(':', '_')}"
     calib = dict(calib_dir=config.data, calib_samples=config.calib_samples)
     if qmodel is not None:
-        path = export_qat(
-            qmodel, state.spec, config.out / f"{stem}_int8.tflite", labels=state.labels, **calib
-        )
+        target = artifact_path(config, index, stage, "int8")
+        path = export_qat(qmodel, state.spec, target, labels=state.labels, **calib)
     else:
-        suffix = "" if fmt in ("float32", stage.name) else f"_{fmt}"
         extra = calib if fmt == "int8" else {}
         path = post_training(
             state.model,
             state.spec,
-            config.out / f"{stem}{suffix}.tflite",
+            artifact_path(config, index, stage, fmt),
             format=fmt,
             labels=state.labels,
             **extra,
@@ -461,7 +487,7 @@ def _measure(
     if fmt == "float32":
         state.float_artifact = path
         if stage.name in TRAIN_STAGES:
-            state.model.save(config.out / f"{stem}.keras")
+            state.model.save(path.with_suffix(".keras"))
     elif state.float_artifact is not None and fmt in ("int8", "int8-qat"):
         from edgekit.compress.layer_error import layer_errors
         from edgekit.compress.teacher import read_rgb
@@ -473,15 +499,7 @@ def _measure(
             details["layer_error"] = [r.to_dict() for r in rows]
         except UsageError as exc:  # e.g. QAT's graph names its ops differently
             details["layer_error"] = str(exc)
-    ev = evaluate_model(
-        EvalConfig(model=path, data=config.data, format="folder", split="val",
-                   val_fraction=config.val_fraction, seed=config.seed, threads=config.threads)
-    )  # fmt: skip
-    bench = bench_models(
-        BenchConfig(
-            models=(str(path),), runs=config.bench_runs, warmup=5, threads=(config.threads,)
-        )
-    )[0]
+    ev, latency_ms = score_artifact(config, path, "folder")
     sp = sparsity_report(state.model)
     result = StageResult(
         stage=stage.label,
@@ -492,7 +510,7 @@ def _measure(
         gzip_bytes=gzip_size(path),
         params=param_count(state.model),
         sparsity=float(sp["total"]),
-        latency_ms=float(bench.stages["invoke"].p50_ms),
+        latency_ms=latency_ms,
         seconds=time.perf_counter() - t0,
         details=details,
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.data.dataset import read_rgb
 from edgekit.errors import DatasetError, SourceError, UsageError
 
 __all__ = [
@@ -40,16 +41,6 @@ __all__ = [
     "pseudo_label",
     "read_rgb",
 ]
-
-
-def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image file as RGB uint8 (``DatasetError`` if unreadable)."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetError(f"{path}: cannot read image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _file_hash(path: Path) -> str:

@@ -295,6 +295,16 @@ def read_image_size(path: Path | str) -> tuple[int, int]:
     return int(img.shape[1]), int(img.shape[0])
 
 
+def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image file as RGB uint8 (``DatasetError`` naming the file if OpenCV cannot read it)."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DatasetError(f"{path}: cannot read image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted by relative path."""
     return sorted(

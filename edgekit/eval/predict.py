@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.data.dataset import read_rgb
 from edgekit.errors import DatasetError, DependencyMissing, ModelLoadError, UsageError
 
 __all__ = [
@@ -300,15 +301,6 @@ def check_task(task: str, dataset: Any, data: Path | str) -> None:
         raise DatasetError(f"{data}: no boxes in the evaluated images")
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetError(f"{path}: cannot read image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def predict_dataset(
     model: Any,
     dataset: Any,
@@ -324,7 +316,7 @@ def predict_dataset(
     total = len(dataset.images)
     for i, rec in enumerate(dataset.images):
         score = 0.0 if task == "classify" else score_threshold
-        pred = model.predict(_read_rgb(rec.path), score_threshold=score, max_results=limit)
+        pred = model.predict(read_rgb(rec.path), score_threshold=score, max_results=limit)
         out.append({"detect": pred.detections, "pose": pred.poses, "classify": pred.classes}[task])
         if progress is not None:
             progress(i + 1, total)

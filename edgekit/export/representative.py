@@ -14,10 +14,10 @@ import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgekit.core.types import ModelSpec
+from edgekit.data.dataset import read_rgb
 from edgekit.errors import DatasetError
 from edgekit.runtime.preprocess import Preprocessor, input_lut
 
@@ -66,14 +66,6 @@ def list_images(folder: str | Path) -> list[Path]:
             f"calibration folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)})"
         )
     return files
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8; DatasetError when unreadable."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def random_crop_flip(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

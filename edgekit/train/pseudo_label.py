@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.types import COCO_KEYPOINT_NAMES
-from edgekit.data.dataset import Dataset, ImageRecord, display_path
+from edgekit.data.dataset import Dataset, ImageRecord, display_path, read_rgb
 from edgekit.errors import DatasetError, UsageError
 
 __all__ = [
@@ -41,15 +41,6 @@ __all__ = [
     "square_box",
     "teacher_boxes",
 ]
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetError(f"{path}: cannot read image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _write_rgb(path: Path, image: np.ndarray, quality: int = 92) -> None:
@@ -165,14 +156,14 @@ def build_detection_dataset(
             rel = rel.replace("/", "_").removeprefix("images_")
             names = [f"labelled_{rel}"]
             names += [f"labelled_r{k}_{rel}" for k in range(1, repeat_labelled)]
-            add(rec.path, _read_rgb(rec.path), names, rec)
+            add(rec.path, read_rgb(rec.path), names, rec)
     for p in images:
         p = Path(p)
-        add(p, _read_rgb(p), [f"unlabelled_{p.name}"], None)
+        add(p, read_rgb(p), [f"unlabelled_{p.name}"], None)
     frame_dir = out / "frames"
     for v in videos:
         for f in frames_from_video(v, every_n, frame_dir, max_frames=max_frames):
-            add(f, _read_rgb(f), [f"video_{f.name}"], None)
+            add(f, read_rgb(f), [f"video_{f.name}"], None)
     if not records:
         raise UsageError("build_detection_dataset: no images given")
     ds = Dataset(tuple(records), tuple(classes), source_format="yolo", root=out)
@@ -274,7 +265,7 @@ def build_pose_dataset(
     for crop in crops:
         if crop.path not in cache:
             cache.clear()
-            cache[crop.path] = _read_rgb(crop.path)
+            cache[crop.path] = read_rgb(crop.path)
         rgb = cache[crop.path]
         h, w = rgb.shape[:2]
         sq = square_box(crop.box, w, h, enlarge)
