@@ -139,34 +139,28 @@ def stage_label(data: Path, out: Path, r: Recipe) -> None:
     train, val = split_dataset(coco, VAL_FRACTION, SEED)
     if r.max_labelled:
         train, val = train.subset(range(r.max_labelled)), val.subset(range(r.max_labelled))
+
+    def label_detections(folder: Path, every_n: int, repeat: int) -> None:
+        build_detection_dataset(
+            folder,
+            data / DET_TEACHER,
+            labelled=train,
+            videos=[data / "video" / "vtest.avi"],
+            every_n=every_n,
+            max_frames=r.max_frames,
+            classes=("person",),
+            score_threshold=0.5,
+            repeat_labelled=repeat,
+        )
+
     det_dir = out / "data_detect"
     if not done(det_dir / "data.yaml"):
         log(f"label: detector teacher on {len(train)} coco128 train images + vtest frames")
-        build_detection_dataset(
-            det_dir,
-            data / DET_TEACHER,
-            labelled=train,
-            videos=[data / "video" / "vtest.avi"],
-            every_n=r.every_n,
-            max_frames=r.max_frames,
-            classes=("person",),
-            score_threshold=0.5,
-            repeat_labelled=r.det_repeat,
-        )
+        label_detections(det_dir, r.every_n, r.det_repeat)
     ft_dir = out / "data_detect_ft"
     if r.det_ft_epochs and not done(ft_dir / "data.yaml"):
         log(f"label: fine-tune set: {len(train)} train images x{r.det_ft_repeat} + vtest frames")
-        build_detection_dataset(
-            ft_dir,
-            data / DET_TEACHER,
-            labelled=train,
-            videos=[data / "video" / "vtest.avi"],
-            every_n=r.det_ft_every_n,
-            max_frames=r.max_frames,
-            classes=("person",),
-            score_threshold=0.5,
-            repeat_labelled=r.det_ft_repeat,
-        )
+        label_detections(ft_dir, r.det_ft_every_n, r.det_ft_repeat)
     pose_dir = out / "data_pose"
     if not done(pose_dir / "data.yaml"):
         det = read_dataset(det_dir / "data.yaml", "yolo")

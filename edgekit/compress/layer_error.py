@@ -54,25 +54,27 @@ def _debug_interpreter(path: str | os.PathLike[str]) -> Any:
     return interpreter
 
 
-def _outputs_by_name(interpreter: Any) -> dict[str, tuple[int, str]]:
-    """Op output tensor name -> (tensor index, op name), in execution order."""
+@dataclass(frozen=True)
+class _OpOutput:
+    index: int
+    op: str
+    scale: float
+    zero_point: int
+
+
+def _outputs_by_name(interpreter: Any) -> dict[str, _OpOutput]:
+    """Op output tensor name -> where it is and how to dequantize it, in execution order."""
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    found: dict[str, tuple[int, str]] = {}
+    found: dict[str, _OpOutput] = {}
     for op in interpreter._get_ops_details():
         for t in op["outputs"]:
             if t in details:
-                found.setdefault(details[t]["name"], (int(t), str(op["op_name"])))
+                scale, zero_point = details[t]["quantization"]
+                found.setdefault(
+                    details[t]["name"],
+                    _OpOutput(int(t), str(op["op_name"]), float(scale), int(zero_point)),
+                )
     return found
-
-
-def _value(interpreter: Any, index: int) -> np.ndarray:
-    detail = interpreter._get_tensor_details(index, 0)
-    x = interpreter.get_tensor(index).astype(np.float32)
-    q = detail.get("quantization_parameters", {})
-    scales = np.asarray(q.get("scales", ()), np.float32)
-    if detail["dtype"] in (np.int8, np.uint8, np.int16) and scales.size == 1:
-        x = (x - float(np.asarray(q["zero_points"]).reshape(-1)[0])) * float(scales[0])
-    return x
 
 
 def layer_errors(
@@ -83,6 +85,7 @@ def layer_errors(
     """Compare every op output the two models share on RGB ``images`` (each model's own
     preprocessing from its embedded spec)."""
     from edgekit.runtime.model import Model
+    from edgekit.runtime.preprocess import dequantize
 
     if not images:
         raise UsageError("layer_errors needs at least one image")
@@ -100,7 +103,8 @@ def layer_errors(
             interp.set_tensor(interp.get_input_details()[0]["index"], x)
             interp.invoke()
             for n in common:
-                store[n].append(_value(interp, outs[n][0]))
+                o = outs[n]
+                store[n].append(dequantize(interp.get_tensor(o.index), o.scale, o.zero_point))
     rows = []
     for n in common:
         a = np.stack(ref[n]).reshape(-1)
@@ -114,7 +118,7 @@ def layer_errors(
         rows.append(
             LayerError(
                 name=n.split(";")[0],
-                op=q_out[n][1],
+                op=q_out[n].op,
                 shape=tuple(int(s) for s in got[n][0].shape),
                 rel_rmse=float(np.sqrt((err**2).mean()) / std) if std > 0 else 0.0,
                 cosine=cos,
