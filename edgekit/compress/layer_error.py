@@ -12,7 +12,6 @@ one to keep in float or to calibrate better.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,21 +36,6 @@ class LayerError:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _debug_interpreter(path: str | os.PathLike[str]) -> Any:
-    from edgekit.runtime.interpreter import read_model_bytes, resolve_backend
-
-    data, _, _ = read_model_bytes(path)
-    backend = resolve_backend()
-    kwargs: dict[str, Any] = {"model_content": data, "experimental_preserve_all_tensors": True}
-    module = sys.modules.get(backend.interpreter_cls.__module__)
-    resolver = getattr(module, "OpResolverType", None)
-    if resolver is not None:  # no XNNPACK: its fused subgraph would hide the intermediates
-        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = backend.interpreter_cls(**kwargs)
-    interpreter.allocate_tensors()
-    return interpreter
 
 
 @dataclass(frozen=True)
@@ -84,13 +68,14 @@ def layer_errors(
 ) -> list[LayerError]:
     """Compare every op output the two models share on RGB ``images`` (each model's own
     preprocessing from its embedded spec)."""
+    from edgekit.runtime.interpreter import debug_interpreter
     from edgekit.runtime.model import Model
     from edgekit.runtime.preprocess import dequantize
 
     if not images:
         raise UsageError("layer_errors needs at least one image")
     fm, qm = Model.load(float_path, threads=1), Model.load(quant_path, threads=1)
-    fi, qi = _debug_interpreter(float_path), _debug_interpreter(quant_path)
+    fi, qi = debug_interpreter(float_path), debug_interpreter(quant_path)
     f_out, q_out = _outputs_by_name(fi), _outputs_by_name(qi)
     common = [n for n in q_out if n in f_out]
     if not common:

@@ -37,6 +37,7 @@ __all__ = [
     "EDGETPU_CUSTOM_OP",
     "Backend",
     "BackendInfo",
+    "debug_interpreter",
     "edgetpu_library",
     "interpreter_from_bytes",
     "is_edgetpu_model",
@@ -446,3 +447,19 @@ def interpreter_from_bytes(
             ) from None
         raise ModelLoadError(f"{name}: tensors cannot be allocated ({text})") from None
     return interpreter, BackendInfo(chosen.name, nthreads, delegate_name, chosen.version)
+
+
+def debug_interpreter(model: str | os.PathLike[str] | bytes) -> Any:
+    """An allocated interpreter of the first installed backend that keeps every intermediate
+    tensor and runs without XNNPACK (whose fused subgraph would hide them): for comparing a
+    model's inner tensors, never for timing."""
+    data, _, _ = read_model_bytes(model)
+    backend = resolve_backend()
+    kwargs: dict[str, Any] = {"model_content": data, "experimental_preserve_all_tensors": True}
+    module = sys.modules.get(backend.interpreter_cls.__module__)
+    resolver = getattr(module, "OpResolverType", None)
+    if resolver is not None:
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = backend.interpreter_cls(**kwargs)
+    interpreter.allocate_tensors()
+    return interpreter
