@@ -1,10 +1,11 @@
 """A pure-Python reader of ``.tflite`` flatbuffers (no TensorFlow, no LiteRT needed).
 
 Reads what edgekit needs to inspect a model: operator codes, subgraphs (tensors with shape,
-dtype and quantization; operators with their input/output tensors and a few builtin options),
-buffer sizes and metadata names. Every read is bounds-checked: malformed or truncated input
-raises ``ValueError``, never ``IndexError``/``struct.error`` or a crash. Bytes appended after
-the flatbuffer (edgekit's spec ZIP, the TF1 models' label map) are ignored.
+dtype and quantization; operators with their input/output tensors, a few builtin options and
+a custom op's raw option bytes), buffer sizes and metadata names. Every read is bounds-checked:
+malformed or truncated input raises ``ValueError``, never ``IndexError``/``struct.error`` or a
+crash. Bytes appended after the flatbuffer (edgekit's spec ZIP, the TF1 models' label map) are
+ignored.
 
 The field numbers follow ``tensorflow/compiler/mlir/lite/schema/schema.fbs``; the enum tables
 below are copied from it by hand (a test checks them against the generated schema module).
@@ -104,6 +105,21 @@ _OPTION_LAYOUTS: dict[int, tuple[str, tuple[tuple[str, str, int], ...]]] = {
          ("new_axis_mask", "i", 0), ("shrink_axis_mask", "i", 0)),
     ),
     59: ("PackOptions", (("values_count", "i", 0), ("axis", "i", 0))),
+    8: (
+        "FullyConnectedOptions",
+        (("fused_activation", "b", 0), ("weights_format", "b", 0), ("keep_num_dims", "?", False)),
+    ),
+    9: ("SoftmaxOptions", (("beta", "f", 0.0),)),
+    15: (
+        "ResizeBilinearOptions",
+        (("new_height", "i", 0), ("new_width", "i", 0), ("align_corners", "?", False),
+         ("half_pixel_centers", "?", False)),
+    ),
+    27: ("ReducerOptions", (("keep_dims", "?", False),)),
+    74: (
+        "ResizeNearestNeighborOptions",
+        (("align_corners", "?", False), ("half_pixel_centers", "?", False)),
+    ),
 }  # fmt: skip
 
 
@@ -287,6 +303,7 @@ class OperatorInfo:
     outputs: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
     custom: bool = False
+    custom_options: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -469,8 +486,18 @@ def _subgraph(g: _Table, codes: tuple[OperatorCode, ...]) -> SubgraphInfo:
             if idx != -1 and not 0 <= idx < len(tensors):
                 raise ValueError(f"operator {k} references tensor {idx} ({len(tensors)} tensors)")
         code = codes[opcode_index]
+        custom_options = bytes(op.scalars(5, "B")) if code.is_custom else b""
         operators.append(
-            OperatorInfo(k, opcode_index, code.name, op_in, op_out, _options(op), code.is_custom)
+            OperatorInfo(
+                k,
+                opcode_index,
+                code.name,
+                op_in,
+                op_out,
+                _options(op),
+                code.is_custom,
+                custom_options,
+            )
         )
     return SubgraphInfo(g.string(4), tensors, inputs, outputs, tuple(operators))
 
