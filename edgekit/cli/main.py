@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "bench": "edgekit.cli.bench:bench",
     "models": "edgekit.cli.models:models",
     "export": "edgekit.cli.export:export",
+    "import": "edgekit.cli.importer:import_",
     "data": "edgekit.cli.data:data",
     "train": "edgekit.cli.train:train",
     "eval": "edgekit.cli.eval:eval_",
@@ -64,6 +65,7 @@ def cli() -> None:
                       edgekit pose --source video.mp4 --save out.mp4
     Inspect/measure:  edgekit info model.tflite   edgekit bench a.tflite b.tflite --threads 1 2
     Build models:     edgekit models list         edgekit export NAME --format int8
+    Start from one:   edgekit import teacher.tflite -o teacher.keras
     """
 
 
