@@ -184,9 +184,10 @@ def load_keras(
     labels: Sequence[str] = (),
     dataset_names: Sequence[str] = (),
 ) -> Any:
-    """A ``Model`` over a Keras checkpoint, decoded with the registry spec of its architecture
-    (``arch``, else the longest registry name its model name starts with). Labels: ``labels``,
-    else the dataset's class names when their number matches the model's classes."""
+    """A ``Model`` over a Keras checkpoint, decoded with the spec saved next to it
+    (``<name>.spec.json``), else the registry spec of its architecture (``arch``, else the
+    longest registry name its model name starts with). Labels: ``labels``, else the dataset's
+    class names when their number matches the model's classes."""
     try:
         import keras  # noqa: F401
     except ImportError as exc:
@@ -207,15 +208,21 @@ def load_keras(
             f"{path}: {km.name!r} is a raw training head without its decode layer",
             hint="evaluate the model built with decode=True, or its .tflite export",
         )
-    entry = _registry_entry(km.name, arch)
+    from edgekit.zoo.checkpoint import checkpoint_spec
+
     names = tuple(labels)
-    if not names and dataset_names:
-        try:
-            spec = entry.spec(km, tuple(dataset_names))
-        except UsageError:
-            spec = entry.spec(km)
+    saved = None if arch else checkpoint_spec(path)
+    if saved is not None:  # what edgekit train/import wrote next to the checkpoint
+        spec = dataclasses.replace(saved, labels=names or saved.labels)
     else:
-        spec = entry.spec(km, names)
+        entry = _registry_entry(km.name, arch)
+        if not names and dataset_names:
+            try:
+                spec = entry.spec(km, tuple(dataset_names))
+            except UsageError:
+                spec = entry.spec(km)
+        else:
+            spec = entry.spec(km, names)
     spec = dataclasses.replace(spec, name=path.stem)
     interp = KerasInterpreter(km)
     return Model(interp, spec, backend=BackendInfo("keras", 1), path=path)

@@ -75,9 +75,14 @@ class ModelEntry:
         num_classes: int | None = None,
         input_size: int | Sequence[int] | None = None,
         width: float | None = None,
+        *,
+        labels: Sequence[str] = (),
         **kwargs: Any,
     ) -> Any:
-        """Build the Keras model (see ``create_model``)."""
+        """Build the Keras model (see ``create_model``); ``labels`` (the class names) give the
+        class count when ``num_classes`` is None."""
+        if num_classes is None and labels and self.task != "pose":
+            num_classes = len(labels)
         if self.task == "pose":
             if num_classes not in (None, 1):
                 raise UsageError(
