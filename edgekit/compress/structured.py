@@ -1,13 +1,17 @@
 """Structured (channel) pruning: a genuinely thinner Keras model, faster on any runtime.
 
-The prunable channels are the *expansion* channels of inverted-residual blocks (layers named
-``*_expand``: MobileNetV2 ``block_{i}_expand``, also inside the SSDLite/pose backbones): they
-are private to their block, so pruning them never touches a tensor that a residual ``Add``
-shares. For each such 1x1 conv the output channels with the smallest L1 norm are dropped
-(rounded to a multiple of ``divisor``); the removal then follows the graph: the conv's BN and
-activation, the depthwise conv (its channels follow its input) and its BN, until a conv or dense
-layer consumes the channels (its input axis is sliced). A pruned tensor that reaches an
-``Add``/``Concatenate``/``Reshape`` is refused rather than mis-sliced.
+The prunable convolutions (:func:`prunable_layers`) are those whose output channels are private:
+followed through the layers that keep channels apart (BatchNorm, activations, depthwise
+convolutions, padding, pooling, resizing), they reach only the input of other convolutions or
+dense layers, never an ``Add``/``Concatenate``/``Reshape``, another multi-input layer or a model
+output. In a MobileNetV2 that is the expansion convs of the inverted residual blocks (plus the
+stem and SSD extra layers); in a MobileNetV1 or an SSD built on one (``edgekit import`` of the
+TF1 SSD) every pointwise conv of the backbone and the extra layers. For each one the output
+channels with the smallest L1 norm are dropped (rounded to a multiple of ``divisor``); the
+removal then follows the graph: the conv's BN and activation, the depthwise conv (its channels
+follow its input) and its BN, until a conv or dense layer consumes the channels (its input axis
+is sliced). A pruned tensor that reaches an ``Add``/``Concatenate``/``Reshape`` is refused rather
+than mis-sliced (only possible with an explicit ``layers`` list).
 
 The thin model is rebuilt with ``keras.models.clone_model`` and a ``clone_function`` that gives
 each expansion conv its new filter count; weights are sliced across.
@@ -23,11 +27,19 @@ import numpy as np
 
 from edgekit.errors import UsageError
 
-__all__ = ["ChannelPlan", "expansion_layers", "param_count", "plan_channels", "prune_channels"]
+__all__ = [
+    "ChannelPlan",
+    "expansion_layers",
+    "param_count",
+    "plan_channels",
+    "prunable_layers",
+    "prune_channels",
+]
 
 _PASS = frozenset(
     {"ReLU", "Activation", "Dropout", "ZeroPadding2D", "Rescaling", "Softmax", "LeakyReLU",
-     "GlobalAveragePooling2D", "AveragePooling2D", "MaxPooling2D", "Resizing", "UpSampling2D"}
+     "GlobalAveragePooling2D", "AveragePooling2D", "MaxPooling2D", "Resizing", "UpSampling2D",
+     "ResizeImages", "Identity"}
 )  # fmt: skip
 
 
@@ -40,6 +52,51 @@ def expansion_layers(model: Any) -> list[str]:
         and not isinstance(layer, keras.layers.DepthwiseConv2D)
         and layer.name.endswith("_expand")
     ]
+
+
+def _is_conv(layer: Any) -> bool:
+    return isinstance(layer, keras.layers.Conv2D) and not isinstance(
+        layer, keras.layers.DepthwiseConv2D
+    )
+
+
+def _consumers(model: Any) -> dict[str, list[Any]]:
+    """Layer name -> the layers that take its output (model outputs count as ``None``)."""
+    out: dict[str, list[Any]] = {layer.name: [] for layer in model.layers}
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for t in node.input_tensors:
+                out[t._keras_history.operation.name].append(layer)
+    for t in model.outputs:
+        out[t._keras_history.operation.name].append(None)
+    return out
+
+
+def prunable_layers(model: Any) -> list[str]:
+    """Convs whose output channels only reach other convs/dense layers (module docstring)."""
+    consumers = _consumers(model)
+    keeps_channels = (keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization)
+
+    def private(layer: Any) -> bool:
+        stack, seen = list(consumers[layer.name]), set()
+        while stack:
+            c = stack.pop()
+            if c is None or len(c._inbound_nodes) != 1:
+                return False
+            if c.name in seen:
+                continue
+            seen.add(c.name)
+            if _is_conv(c) or isinstance(c, keras.layers.Dense):
+                continue
+            if isinstance(c, keeps_channels) or type(c).__name__ in _PASS:
+                if len(c._inbound_nodes[0].input_tensors) != 1:
+                    return False
+                stack.extend(consumers[c.name])
+                continue
+            return False
+        return True
+
+    return [layer.name for layer in model.layers if _is_conv(layer) and private(layer)]
 
 
 @dataclass(frozen=True)
@@ -63,15 +120,16 @@ def plan_channels(
     layers: list[str] | None = None,
     min_channels: int = 8,
 ) -> ChannelPlan:
-    """Which channels to keep: drop ``ratio`` of each selected conv's output channels, smallest
-    L1 norm (over the kernel's spatial and input axes) first."""
+    """Which channels to keep: drop ``ratio`` of each selected conv's output channels (default:
+    every one of :func:`prunable_layers`), smallest L1 norm (over the kernel's spatial and input
+    axes) first."""
     if not 0.0 <= ratio < 1.0:
         raise UsageError(f"channel pruning ratio must be in [0, 1), got {ratio}")
-    names = expansion_layers(model) if layers is None else layers
+    names = prunable_layers(model) if layers is None else layers
     if not names:
         raise UsageError(
-            f"{model.name}: no expansion convs (layers named '*_expand') to prune; structured "
-            "pruning supports MobileNetV2-style inverted residual models"
+            f"{model.name}: no convolution has channels private to it (every one feeds an Add, "
+            "a Concatenate, a Reshape or an output), so no channel can be pruned"
         )
     keep, before, after = {}, {}, {}
     for name in names:

@@ -24,6 +24,7 @@ from edgekit.compress.structured import (
     expansion_layers,
     param_count,
     plan_channels,
+    prunable_layers,
     prune_channels,
 )
 from edgekit.errors import UsageError
@@ -99,7 +100,8 @@ def test_structured_ratio_zero_is_exact_and_half_is_thinner():
     assert np.array_equal(np.asarray(model(x)), np.asarray(same(x)))
     thin, plan = prune_channels(model, 0.5)
     names = expansion_layers(model)
-    assert names and set(plan.keep) == set(names)
+    assert names and set(names) <= set(plan.keep) == set(prunable_layers(model))
+    assert "block_2_project" not in plan.keep  # it feeds the residual block_2_add
     for name in names:
         assert thin.get_layer(name).filters == plan.after[name] <= plan.before[name]
         assert (
@@ -123,8 +125,26 @@ def test_structured_keeps_largest_l1_channels():
 def test_structured_refuses_residual_coupled_channels():
     with pytest.raises(UsageError, match="combines several tensors"):
         prune_channels(_model(), 0.5, layers=["block_1_project"])
-    with pytest.raises(UsageError):
-        prune_channels(_model("mobilenet_v1"), 0.5)
+
+
+def test_structured_thins_every_pointwise_conv_of_a_mobilenet_v1():
+    model = _model("mobilenet_v1")
+    names = prunable_layers(model)
+    pointwise = [f"conv_pw_{i}" for i in range(1, 14)]
+    assert set(pointwise) <= set(names)
+    assert not any(isinstance(model.get_layer(n), keras.layers.DepthwiseConv2D) for n in names)
+    thin, _ = prune_channels(model, 0.5)
+    x, _ = _data(2)
+    assert param_count(thin) < 0.5 * param_count(model)
+    assert thin(x).shape == model(x).shape
+
+
+def test_nothing_prunable_is_a_clear_error():
+    inp = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(4, 1)(inp)
+    out = keras.layers.Add()([a, keras.layers.Conv2D(4, 1)(inp)])
+    with pytest.raises(UsageError, match="no convolution has channels private"):
+        prune_channels(keras.Model(inp, out), 0.5)
 
 
 def test_structured_on_detector_and_pose_backbones():
