@@ -13,7 +13,13 @@ _CTX = {"help_option_names": ["-h", "--help"]}
 
 
 @click.command(context_settings=_CTX)
-@click.option("--model", "-m", default=None, help="Zoo model name (see `edgekit models list`).")
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    help="Zoo model name (see `edgekit models list`) or a .keras checkpoint with its "
+    ".spec.json (e.g. from `edgekit import`): its classes are picked by name, its size set by --img.",
+)
 @click.option(
     "--data",
     "-d",
@@ -74,6 +80,22 @@ _CTX = {"help_option_names": ["-h", "--help"]}
 )
 @click.option("--steps-per-epoch", type=int, default=None, help="Cap the batches per epoch.")
 @click.option(
+    "--teacher",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="SSD teacher (.keras with spec, or a .tflite edgekit can import): its per-anchor class "
+    "scores are soft targets next to the labels.",
+)
+@click.option(
+    "--temperature", type=float, default=None, help="Soft-target temperature T (default 2)."
+)
+@click.option(
+    "--distill-weight",
+    type=float,
+    default=None,
+    help="Weight of the soft-target term (default 1).",
+)
+@click.option(
     "--progress", type=click.Choice(PROGRESS), default=None, help="Progress display (default auto)."
 )
 @click.option(
@@ -84,7 +106,7 @@ _CTX = {"help_option_names": ["-h", "--help"]}
     help="YAML with any of these options (flags override it).",
 )
 def train(config_path: Path | None, **flags: Any) -> None:
-    """Train a zoo model; write best.keras/last.keras (+ spec and labels) for export and eval.
+    """Train a zoo model or a checkpoint; write best.keras/last.keras (+ spec and labels).
 
     The run folder (--out) gets checkpoint/ (weights + optimizer + epoch after every epoch),
     history.csv, curves.png (train vs validation loss and metrics: over-fitting shows as the
@@ -95,6 +117,8 @@ def train(config_path: Path | None, **flags: Any) -> None:
     Examples:
       edgekit train --model ssdlite_mobilenet_v2 --data coco128/ --img 320 --epochs 100
       edgekit train --model mobilenet_v2 --data flowers/ --init runs/a/best.keras --freeze backbone
+      edgekit import ssd_teacher.tflite -o teacher.keras
+      edgekit train --model teacher.keras --data people/ --img 224 --teacher teacher.keras
       edgekit train --config train.yaml --batch 64 --strategy mirrored --mixed-precision
       edgekit train --out runs/train --resume
       edgekit export runs/train/best.keras --format int8

@@ -45,6 +45,10 @@ class TrainConfig:
       replica's share; matters when the per-replica batch is small.
     - ``eager``: run eagerly (no graph tracing): slower per step, but no 20-60 s trace up front;
       for tiny debugging runs and tests.
+    - ``teacher``: an SSD teacher (``.keras`` with its spec, or a ``.tflite`` that ``edgekit
+      import`` can translate) whose per-anchor class scores at ``temperature`` are soft
+      targets next to the labels, weighted by ``distill_weight``
+      (:mod:`edgekit.train.soft_targets`); SSD students only.
     """
 
     model: str
@@ -77,12 +81,16 @@ class TrainConfig:
     bn_momentum: float | None = None
     sync_bn: bool = False
     eager: bool = False
+    teacher: Path | None = None
+    distill_weight: float = 1.0
+    temperature: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
         object.__setattr__(self, "out", Path(self.out))
-        if self.init is not None:
-            object.__setattr__(self, "init", Path(self.init))
+        for name in ("init", "teacher"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch >= 1, f"batch must be >= 1, got {self.batch}"),
@@ -107,6 +115,8 @@ class TrainConfig:
                 f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
             ),
             (0.0 <= self.mosaic <= 1.0, f"mosaic must be in [0, 1], got {self.mosaic}"),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (self.distill_weight >= 0, f"distill_weight must be >= 0, got {self.distill_weight}"),
             (
                 self.steps_per_epoch is None or self.steps_per_epoch >= 1,
                 "steps_per_epoch must be >= 1",

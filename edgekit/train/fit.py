@@ -265,9 +265,9 @@ def train(
     from edgekit.train.distribute import make_strategy, set_mixed_precision, worker_index
     from edgekit.train.losses import losses_for
     from edgekit.train.schedule import WarmupCosine
-    from edgekit.zoo.registry import get_entry
+    from edgekit.zoo.checkpoint import model_entry
 
-    entry = get_entry(config.model)
+    entry = model_entry(config.model)
     kind = HEAD_KINDS.get(entry.decoder)
     if kind is None:
         raise UsageError(f"{config.model}: training is not supported for decoder {entry.decoder!r}")
@@ -303,6 +303,8 @@ def train(
         raise UsageError(f"--batch {config.batch} is not divisible by the {replicas} replicas")
 
     build_kwargs: dict[str, Any] = {"decode": False} if kind in ("yolo", "pose") else {}
+    if kind != "pose":
+        build_kwargs["labels"] = class_names
     model_classes = None if kind == "pose" else num_classes
     with strategy.scope():
         if model is None:
@@ -361,13 +363,20 @@ def train(
         return make_pipeline(ds, spec, pc, encode_fn=enc)
 
     train_pipe = pipeline(train_ds, True, encode, config.batch)
+    if config.teacher is not None:
+        train_pipe = _with_soft_targets(train_pipe, config, kind, spec, class_names, echo)
     if config.steps_per_epoch:
         train_pipe = train_pipe.take(steps)
     has_val = len(val_ds) > 0
     val_pipe = pipeline(val_ds, False, encode, config.batch) if has_val else None
 
     # --- compile
-    losses, weights = losses_for(kind, label_smoothing=config.label_smoothing)
+    losses, weights = losses_for(
+        kind,
+        label_smoothing=config.label_smoothing,
+        soft_weight=config.distill_weight if config.teacher is not None else 0.0,
+        temperature=config.temperature,
+    )
     total_steps = steps * config.epochs
     schedule = WarmupCosine(config.lr, total_steps, round(config.warmup_epochs * steps))
     with strategy.scope():
@@ -376,6 +385,10 @@ def train(
             copied, total = init_from(model, config.init)
             echo(f"edgekit train: initialised {copied}/{total} layers from {config.init}")
         if config.freeze:
+            if not entry.backbone:
+                raise UsageError(
+                    f"--freeze counts the blocks of a zoo backbone; {config.model} has none"
+                )
             n = freeze_layers(model, backbone_layer_blocks(entry, size), config.freeze)
             echo(f"edgekit train: froze {n} layers ({config.freeze})")
         set_bn_momentum(
@@ -430,7 +443,7 @@ def train(
         recorder,
         cb.SaveModels(
             out,
-            _deployable(entry, kind, size, config.width, mixed),
+            _deployable(entry, kind, size, config.width, mixed, class_names),
             lambda m: entry.spec(m, labels=class_names if kind != "pose" else ()),
             class_names,
             monitor,
@@ -478,8 +491,55 @@ def train(
     )
 
 
+def load_teacher(path: Path | str) -> tuple[Any, Any]:
+    """A float Keras teacher and its spec: a ``.keras`` checkpoint with its spec, or a
+    ``.tflite`` translated by ``edgekit import``."""
+    p = Path(path)
+    if p.suffix.lower() == ".tflite":
+        from edgekit.zoo.importer import import_tflite
+
+        imported = import_tflite(p)
+        return imported.raw, imported.spec
+    from edgekit.zoo.checkpoint import CheckpointEntry
+
+    entry = CheckpointEntry.from_path(p)
+    return entry.create(), entry.base
+
+
+def _with_soft_targets(
+    pipe: Any, config: TrainConfig, kind: str, spec: Any, labels: Sequence[str], echo: Any
+) -> Any:
+    """``pipe`` with the teacher's soft class targets appended (SSD students)."""
+    import tensorflow as tf
+
+    from edgekit.train.soft_targets import ssd_soft_target_fn
+
+    if kind != "ssd":
+        raise UsageError(
+            f"--teacher gives per-anchor soft targets to SSD students; {config.model} is a "
+            f"{kind} model"
+        )
+    teacher, teacher_spec = load_teacher(config.teacher)
+    if teacher_spec.decoder != "ssd_raw":
+        raise UsageError(
+            f"--teacher {config.teacher}: an SSD teacher with raw outputs is needed, "
+            f"this one has decoder {teacher_spec.decoder!r}"
+        )
+    fn = ssd_soft_target_fn(teacher, teacher_spec, spec, labels, temperature=config.temperature)
+    echo(
+        f"edgekit train: soft targets from {config.teacher} at T={config.temperature:g}, "
+        f"weight {config.distill_weight:g}"
+    )
+    return pipe.map(fn, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
 def _deployable(
-    entry: Any, kind: str, size: tuple[int, int], width: float | None, mixed: bool
+    entry: Any,
+    kind: str,
+    size: tuple[int, int],
+    width: float | None,
+    mixed: bool,
+    labels: Sequence[str] = (),
 ) -> Callable[[Any], Any]:
     """``model -> deployable keras.Model``: the raw YOLO/pose heads wrapped with the in-graph
     decode (sharing weights); with mixed precision, a float32 copy first (TFLite export and the
@@ -491,6 +551,8 @@ def _deployable(
         src = model
         if mixed:
             kw: dict[str, Any] = {"decode": False} if kind in ("yolo", "pose") else {}
+            if kind != "pose":
+                kw["labels"] = tuple(labels)
             n = None if kind == "pose" else _num_classes(model, kind)
             prev = keras.mixed_precision.global_policy()
             keras.mixed_precision.set_global_policy("float32")

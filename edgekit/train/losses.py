@@ -52,17 +52,33 @@ class SSDClassLoss(_Scalar):
     """Sigmoid focal loss on ``class_logits`` (B, A, C+1); y_true (B, A, 1): 0 background,
     c+1 class c, -1 ignored. As in RetinaNet, a background anchor is one whose class columns
     are all 0; column 0 (which the decoder drops after the sigmoid) is left out of the loss.
-    Sum over anchors and class columns / number of positive anchors."""
+    Sum over anchors and class columns / number of positive anchors.
+
+    Distillation: when y_true is (B, A, 1 + C), columns 1.. are a teacher's probabilities at
+    ``temperature`` T (:mod:`edgekit.train.soft_targets`), and ``soft_weight`` times
+    ``T^2 * QFL(sigmoid(logits / T), p_teacher)`` (quality focal loss, |p - q|^beta * BCE,
+    every anchor) is added, normalized the same way."""
 
     def __init__(
-        self, alpha: float = 0.25, gamma: float = 2.0, name: str = "ssd_class", **kw: Any
+        self,
+        alpha: float = 0.25,
+        gamma: float = 2.0,
+        name: str = "ssd_class",
+        soft_weight: float = 0.0,
+        temperature: float = 1.0,
+        soft_beta: float = 2.0,
+        **kw: Any,
     ) -> None:
         super().__init__(name=name, **kw)
         self.alpha, self.gamma = float(alpha), float(gamma)
+        self.soft_weight, self.temperature = float(soft_weight), float(temperature)
+        self.soft_beta = float(soft_beta)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         logits = _f32(y_pred)
-        cls = ops.cast(ops.reshape(y_true, ops.shape(logits)[:2]), "int32")
+        y_true = _f32(y_true)
+        soft = y_true[..., 1:] if y_true.shape[-1] > 1 else None
+        cls = ops.cast(ops.reshape(y_true[..., 0], ops.shape(logits)[:2]), "int32")
         num_cols = ops.shape(logits)[-1]
         target = ops.one_hot(ops.maximum(cls, 0), num_cols)
         valid = _f32(cls >= 0)[..., None]
@@ -72,10 +88,25 @@ class SSDClassLoss(_Scalar):
         a_t = self.alpha * target + (1 - self.alpha) * (1 - target)
         loss = a_t * ops.power(1.0 - p_t, self.gamma) * ce * valid
         num_pos = ops.maximum(ops.sum(_f32(cls > 0)), 1.0)
-        return ops.sum(loss[..., 1:]) / num_pos  # the background column is not trained
+        hard = ops.sum(loss[..., 1:]) / num_pos  # the background column is not trained
+        if soft is None or self.soft_weight == 0.0:
+            return hard
+        t = self.temperature
+        z = logits[..., 1:] / t
+        q = ops.sigmoid(z)
+        bce = ops.maximum(z, 0.0) - z * soft + ops.log1p(ops.exp(-ops.abs(z)))
+        qfl = ops.power(ops.abs(soft - q), self.soft_beta) * bce
+        return hard + self.soft_weight * t * t * ops.sum(qfl) / num_pos
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "gamma": self.gamma,
+            "soft_weight": self.soft_weight,
+            "temperature": self.temperature,
+            "soft_beta": self.soft_beta,
+        }
 
 
 @keras.saving.register_keras_serializable(package="edgekit")
@@ -205,13 +236,21 @@ class MaskedL1Loss(_Scalar):
         return ops.sum(ops.abs(pred - target) * mask2) / ops.maximum(ops.sum(mask), 1.0)
 
 
-def losses_for(task_kind: str, *, label_smoothing: float = 0.1) -> tuple[list[Any], list[float]]:
+def losses_for(
+    task_kind: str,
+    *,
+    label_smoothing: float = 0.1,
+    soft_weight: float = 0.0,
+    temperature: float = 1.0,
+) -> tuple[list[Any], list[float]]:
     """Per-output losses and weights of a head kind ("classify", "ssd", "yolo", "pose"),
-    in the order of the (raw) model's outputs."""
+    in the order of the (raw) model's outputs. ``soft_weight``/``temperature``: the SSD class
+    loss's distillation term (see :class:`SSDClassLoss`)."""
     if task_kind == "classify":
         return [keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)], [1.0]
     if task_kind == "ssd":
-        return [SSDBoxLoss(), SSDClassLoss()], [1.0, 1.0]
+        cls = SSDClassLoss(soft_weight=soft_weight, temperature=temperature)
+        return [SSDBoxLoss(), cls], [1.0, 1.0]
     if task_kind == "yolo":
         return [YoloBoxLoss("ciou"), YoloClassLoss()], [2.0, 1.0]
     if task_kind == "pose":
