@@ -10,7 +10,8 @@ import click
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--student",
-    help="Student: a zoo classifier or detector name (mobilenet_v2, ssdlite_mobilenet_v2) or a classifier .keras checkpoint.",
+    help="Student: a zoo classifier or detector name (mobilenet_v2, ssdlite_mobilenet_v2) or a "
+    ".keras checkpoint (a classifier, or a detector with its .spec.json, e.g. from `edgekit import`).",
 )
 @click.option(
     "--data",
@@ -26,7 +27,8 @@ import click
 )
 @click.option(
     "--teacher",
-    help="Teacher for distill: any .tflite (e.g. an ImageNet classifier) or a .keras model.",
+    help="Teacher for distill: any .tflite (e.g. an ImageNet classifier, an SSD) or a .keras "
+    "model. An SSD teacher also gives SSD students per-anchor soft targets.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per training stage [10].")
 @click.option(
@@ -94,6 +96,17 @@ import click
     help="Detectors: probability of a 2x2 mosaic training image [0]; 0.5 helps small data.",
 )
 @click.option("--freeze", help="Detectors: freeze 'backbone' or the first N blocks while training.")
+@click.option(
+    "--val-data",
+    type=click.Path(exists=True, path_type=Path),
+    help="Detectors: score every stage on all of this dataset and train on all of --data "
+    "(instead of splitting --data).",
+)
+@click.option(
+    "--distill-weight",
+    type=click.FloatRange(min=0),
+    help="Detectors: weight of the SSD teacher's per-anchor soft targets (distill stage) [1].",
+)
 def compress(recipe, videos, **options) -> None:
     """Compress a classifier or a detector stage by stage and report each stage.
 
@@ -103,6 +116,11 @@ def compress(recipe, videos, **options) -> None:
     measured first on the same split and bench. Writes OUT/report.md, report.json and
     report.png (accuracy vs latency vs size).
 
+    A detector student can be the teacher itself brought in by `edgekit import`: its classes
+    are cut to --classes, its input set by --input-size, structured:R thins it, and the
+    distill stage trains it on the labels plus the teacher's per-anchor soft targets at
+    --temperature (a teacher .tflite is imported for that on the fly).
+
     \b
     Examples:
       edgekit compress --student mobilenet_v2 --data crops/ \\
@@ -111,6 +129,10 @@ def compress(recipe, videos, **options) -> None:
       edgekit compress --student ssdlite_mobilenet_v2 --width 1.0 --input-size 224 \\
           --data coco128/ --video vtest.avi --classes person \\
           --teacher coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite --recipe distill,int8
+      edgekit import ssd_teacher.tflite -o teacher.keras
+      edgekit compress --student teacher.keras --teacher ssd_teacher.tflite \
+          --data people/train.yaml --val-data people/valid.yaml --classes person \
+          --input-size 224 --temperature 2 --recipe distill,structured:0.3,int8
       edgekit compress --recipe recipe.yaml     (stages: [...] plus any option above)
     """
     from edgekit.compress.recipe import CompressConfig, load_recipe, parse_recipe, run_recipe

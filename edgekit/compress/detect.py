@@ -1,12 +1,16 @@
-"""The recipe runner for detection students (SSDLite, YOLO-tiny from the zoo).
+"""The recipe runner for detection students (SSDLite, YOLO-tiny from the zoo, or a checkpoint
+such as a teacher brought in by ``edgekit import``).
 
 The teacher (any detection ``.tflite``, e.g. SSD MobileNet V1 COCO) labels the TRAIN split of a
 COCO/YOLO/VOC dataset plus every ``every_n``-th frame of ``videos``; human labels win where they
-exist (:func:`edgekit.train.pseudo_label.build_detection_dataset`). :func:`edgekit.train.train`
-fits the student on that, and every stage is exported with NMS inside, scored through
-``edgekit eval`` on the held-back split (the one ``edgekit eval --split val`` uses) and timed
-through ``edgekit bench``. The teacher itself is measured first, on the same split and the same
-bench, so each stage reads against it in one report.
+exist (:func:`edgekit.train.pseudo_label.build_detection_dataset`). When the teacher is an SSD
+that edgekit can import (or a ``.keras`` SSD checkpoint) and the student is an SSD, its
+per-anchor class scores are also soft targets (:mod:`edgekit.train.soft_targets`, weight
+``distill_weight``, temperature ``temperature``). :func:`edgekit.train.train` fits the student,
+and every stage is exported with NMS inside, scored through ``edgekit eval`` on the held-back
+split (the one ``edgekit eval --split val`` uses, or all of ``val_data``) and timed through
+``edgekit bench``. The teacher itself is measured first, on the same split and the same bench,
+so each stage reads against it in one report.
 
 Stages: ``distill`` (teacher + human labels), ``train`` (human labels only), ``finetune``,
 ``structured:R`` (thinner expansion layers, then fine-tuning), and the exports ``int8``,
@@ -36,6 +40,7 @@ class _State:
     spec: Any = None
     data_yaml: Path | None = None
     runs: int = 0
+    soft_teacher: Path | None = None
 
 
 def run_detection_recipe(
@@ -61,8 +66,13 @@ def run_detection_recipe(
             f"{config.student} is untrained: start the recipe with train or distill, or pass "
             "--init CHECKPOINT.keras"
         )
-    if config.teacher is not None and not str(config.teacher).endswith(".tflite"):
-        raise UsageError(f"{config.teacher}: a detection teacher must be a .tflite model")
+    from edgekit.zoo.checkpoint import CheckpointEntry
+
+    if isinstance(entry, CheckpointEntry):  # built as saved: no width multiplier
+        config = replace(config, width=None)
+    teacher = str(config.teacher) if config.teacher is not None else ""
+    if teacher and not teacher.endswith((".tflite", ".keras")):
+        raise UsageError(f"{teacher}: a detection teacher is a .tflite or a .keras SSD checkpoint")
     dataset = load_training_data(config.data)
     if dataset.source_format == "folder":
         raise DatasetError(f"{config.data}: a detector needs a COCO/YOLO/VOC dataset with boxes")
@@ -73,22 +83,25 @@ def run_detection_recipe(
             f"--classes {', '.join(missing)}: not in {config.data}'s classes "
             "(held-back evaluation needs their ground truth)"
         )
-    train_split, _ = split_dataset(dataset, config.val_fraction, config.seed)
+    if config.val_data is not None:  # a separate evaluation set: train on all of data
+        train_split = dataset
+    else:
+        train_split, _ = split_dataset(dataset, config.val_fraction, config.seed)
     if config.max_labelled is not None:
         train_split = train_split.subset(range(min(config.max_labelled, len(train_split))))
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
-    if config.teacher is not None:
+    if teacher.endswith(".tflite"):  # the deployed teacher, on the same split and bench
         t0 = time.perf_counter()
         results.append(
-            _measure(config, Path(config.teacher), Stage("teacher"), "teacher", t0, {}, log, None)
+            _measure(config, Path(teacher), Stage("teacher"), "teacher", t0, {}, log, None)
         )
-    state = _State()
+    state = _State(soft_teacher=_soft_teacher(config, entry, log) if teacher else None)
+    labelled = "distill" if teacher.endswith(".tflite") else "train"
     if config.init is not None and config.stages[0].name not in trains:
         state.model, state.spec = _from_init(config, entry, classes)
-        state.data_yaml = _data(config, "distill" if config.teacher else "train", train_split,
-                                classes, log)  # fmt: skip
+        state.data_yaml = _data(config, labelled, train_split, classes, log)
         t0 = time.perf_counter()
         results.append(
             _measure(
@@ -101,9 +114,11 @@ def run_detection_recipe(
         details: dict[str, Any] = {}
         fmt = "float32"
         if stage.name in trains:
-            state.data_yaml = _data(config, stage.name, train_split, classes, log)
+            how = labelled if stage.name == "distill" else "train"
+            state.data_yaml = _data(config, how, train_split, classes, log)
             details = _fit(config, entry, state, config.epochs, config.learning_rate,
-                           freeze=config.freeze, init=config.init, log=log)  # fmt: skip
+                           freeze=config.freeze, init=config.init, log=log,
+                           soft=stage.name == "distill")  # fmt: skip
         elif stage.name == "finetune":
             details = _fit(config, entry, state, _ft_epochs(config), config.finetune_learning_rate,
                            model=state.model, log=log)  # fmt: skip
@@ -166,11 +181,43 @@ def _data(config: Any, how: str, train_split: Any, classes: tuple[str, ...], log
     return yaml_path
 
 
+def _soft_teacher(config: Any, entry: Any, log: Callable[[str], None]) -> Path | None:
+    """The float SSD teacher whose per-anchor scores become soft targets, or None (with the
+    reason logged): a ``.keras`` SSD checkpoint as it is, a ``.tflite`` through ``edgekit
+    import`` (saved as ``teacher_import.keras`` in the output folder)."""
+    from edgekit.errors import EdgekitError
+    from edgekit.zoo.checkpoint import checkpoint_spec
+    from edgekit.zoo.importer import import_tflite, save_imported
+
+    if entry.decoder != "ssd_raw":
+        log(f"  soft targets: none ({entry.name} is not an SSD; teacher boxes are the labels)")
+        return None
+    path = Path(config.teacher)
+    if path.suffix == ".keras":
+        spec = checkpoint_spec(path)
+        if spec is None or spec.decoder != "ssd_raw":
+            raise UsageError(f"{path}: a .keras teacher must be an SSD checkpoint with its spec")
+        return path
+    target = config.out / "teacher_import.keras"
+    if target.is_file() and target.with_suffix(".spec.json").is_file():
+        return target
+    try:
+        imported = import_tflite(path)
+    except EdgekitError as exc:
+        log(f"  soft targets: none ({exc}); teacher boxes only")
+        return None
+    if imported.spec.decoder != "ssd_raw":
+        log(f"  soft targets: none ({path.name} is not an SSD); teacher boxes only")
+        return None
+    log(f"  soft targets: {path.name} imported as {target.name}")
+    return save_imported(imported, target)
+
+
 def _from_init(config: Any, entry: Any, classes: tuple[str, ...]) -> tuple[Any, Any]:
     from edgekit.train.fit import init_from
 
     size = (config.input_size, config.input_size)
-    model = entry.create(len(classes), size, config.width)
+    model = entry.create(len(classes), size, config.width, labels=classes)
     init_from(model, Path(config.init))
     return model, entry.spec(size, labels=classes)
 
@@ -186,6 +233,7 @@ def _fit(
     freeze: str | None = None,
     init: Path | None = None,
     log: Callable[[str], None],
+    soft: bool = False,
 ) -> dict[str, Any]:
     from edgekit.export.tflite import load_source
     from edgekit.train.config import TrainConfig
@@ -213,11 +261,18 @@ def _fit(
         progress="plain",
         eager=config.eager,
         mosaic=config.mosaic,
+        teacher=state.soft_teacher if soft else None,
+        temperature=config.temperature,
+        distill_weight=config.distill_weight,
     )
     result = train(cfg, echo=lambda m: log(f"  {m}"), model=model)
     # the last epoch: the internal val split is partly teacher-labelled, the held-back one decides
     state.model, state.spec = load_source(str(result.last))
-    return {"run": run.name, "epochs": epochs, "learning_rate": lr, "data": str(state.data_yaml)}
+    details = {"run": run.name, "epochs": epochs, "learning_rate": lr, "data": str(state.data_yaml)}
+    if cfg.teacher is not None:
+        details.update(soft_teacher=str(cfg.teacher), temperature=cfg.temperature,
+                       distill_weight=cfg.distill_weight)  # fmt: skip
+    return details
 
 
 def _measure(

@@ -135,6 +135,10 @@ class CompressConfig:
     max_labelled: int | None = None  # only the first N train-split images (data-scaling runs)
     repeat_labelled: int = 1  # each labelled image this many times next to the video frames
     mosaic: float = 0.0  # probability of a 2x2 mosaic training image
+    val_data: Path | None = (
+        None  # detectors: score on this dataset (all of it), train on all of data
+    )
+    distill_weight: float = 1.0  # detectors: weight of the teacher's per-anchor soft targets
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
@@ -144,8 +148,9 @@ class CompressConfig:
             object.__setattr__(self, "classes", tuple(self.classes.split(",")))
         elif self.classes is not None:
             object.__setattr__(self, "classes", tuple(self.classes))
-        if self.init is not None:
-            object.__setattr__(self, "init", Path(self.init))
+        for name in ("init", "val_data"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         for v in self.videos:
             if not v.is_file():
                 raise UsageError(f"--video {v}: no such file")
@@ -241,12 +246,14 @@ def score_artifact(
     config: CompressConfig, path: Path, data_format: str = "auto"
 ) -> tuple[Any, float]:
     """``path`` scored through ``edgekit eval`` on the held-back split (the one ``edgekit eval
-    --split val`` uses) and its median invoke time in ms through ``edgekit bench``."""
+    --split val`` uses; all of ``val_data`` when given) and its median invoke time in ms through
+    ``edgekit bench``."""
     from edgekit.bench.latency import BenchConfig, bench_models
     from edgekit.eval.predict import EvalConfig, evaluate_model
 
+    data, split = (config.val_data, "all") if config.val_data else (config.data, "val")
     ev = evaluate_model(
-        EvalConfig(model=path, data=config.data, format=data_format, split="val",
+        EvalConfig(model=path, data=data, format=data_format, split=split,
                    val_fraction=config.val_fraction, seed=config.seed, threads=config.threads)
     )  # fmt: skip
     bench = bench_models(
@@ -259,6 +266,18 @@ def score_artifact(
 
 def _is_checkpoint(student: str) -> bool:
     return student.endswith(".keras") or Path(student).is_file()
+
+
+def _detection_student(student: str) -> Any:
+    """The zoo entry or checkpoint entry of a detector student, None for a classifier."""
+    from edgekit.zoo import registry
+    from edgekit.zoo.checkpoint import CheckpointEntry, checkpoint_spec
+
+    if _is_checkpoint(student):
+        spec = checkpoint_spec(student)
+        return CheckpointEntry(Path(student), spec) if spec and spec.task == "detect" else None
+    entry = registry.get_entry(student)
+    return entry if entry.task == "detect" else None
 
 
 def _student(config: CompressConfig, num_classes: int) -> tuple[Any, Any, bool]:
@@ -300,15 +319,13 @@ def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) ->
     from edgekit.compress.distill import load_classify_data
     from edgekit.compress.report import write_report
     from edgekit.eval.classify import is_image_folder, read_image_folder
-    from edgekit.zoo import registry
 
-    if not _is_checkpoint(config.student):
-        entry = registry.get_entry(config.student)
-        if entry.task == "detect":
-            from edgekit.compress.detect import run_detection_recipe
+    entry = _detection_student(config.student)
+    if entry is not None:
+        from edgekit.compress.detect import run_detection_recipe
 
-            keras.utils.set_random_seed(config.seed)
-            return run_detection_recipe(config, entry, log=log)
+        keras.utils.set_random_seed(config.seed)
+        return run_detection_recipe(config, entry, log=log)
     if not is_image_folder(config.data):
         raise UsageError(
             f"{config.data}: the recipe runner needs an image-folder dataset (ROOT/<class>/<image>)"
