@@ -41,7 +41,7 @@ def test_model_entry_is_the_zoo_entry_or_the_checkpoint(ssd_checkpoint: Path):
     assert entry.task == "detect" and entry.decoder == "ssd_raw" and entry.backbone == ""
     nospec = ssd_checkpoint.with_name("nospec.keras")
     nospec.touch()
-    with pytest.raises(UsageError, match="spec.json"):
+    with pytest.raises(UsageError, match=r"spec\.json"):
         CheckpointEntry.from_path(nospec)
 
 

@@ -70,7 +70,7 @@ def test_unsupported_op_is_named():
 def test_import_names_the_file_when_it_is_not_a_model(tmp_path: Path):
     bad = tmp_path / "x.tflite"
     bad.write_bytes(b"not a flatbuffer at all")
-    with pytest.raises(ModelLoadError, match="x.tflite"):
+    with pytest.raises(ModelLoadError, match=r"x\.tflite"):
         import_tflite(bad)
 
 
