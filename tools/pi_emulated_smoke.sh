@@ -6,17 +6,18 @@
 # 1. builds (once, cached) a Debian 12 "bookworm" arm64 root with debootstrap, Debian packages
 #    only: python3 (3.11), python3-numpy (1.24), python3-venv, python3-scipy (an apt-built numpy
 #    extension standing in for Raspberry Pi OS's simplejpeg);
-# 2. resolves every wheel of the `pi` set for aarch64 / cp311 / manylinux on the host
-#    (tools/arm64_wheels.sh: pip download --only-binary=:all:) into a wheelhouse;
+# 2. resolves every wheel of the `device` and `pi` sets for aarch64 / cp311 / manylinux on the
+#    host (tools/arm64_wheels.py: pip download --only-binary=:all:) into wheelhouses;
 # 3. inside the root (through binfmt_misc + qemu-aarch64-static): a --system-site-packages venv,
 #    `pip install --no-index edgekit[pi]` from that wheelhouse, then tools/pi_stack_check.py
 #    (numpy still the apt one, scipy.ndimage imports, `edgekit detect` on the default model) and
 #    `edgekit bench --runs 5`.
 #
 # Figures printed here are emulated, not timings. Too slow for CI (a first run takes about 20 min
-# on 2 cores, mostly debootstrap); docs/deploy.md records one run. Needs root, network (Debian
-# mirror, PyPI), apt packages qemu-user-static and debootstrap. Exit codes: 0 ok, 1 a check
-# failed, 2 usage, 3 a missing tool or binfmt_misc cannot be used here.
+# on 2 cores, mostly debootstrap; later runs about 5 min); docs/deploy.md records one run. The
+# root and the wheelhouses stay under .cache-pi/ (git-ignored). Needs root, network (Debian
+# mirror, PyPI) and apt's qemu-user-static and debootstrap. Exit codes: 0 ok, 1 a check failed,
+# 2 usage, 3 a missing tool, or binfmt_misc cannot be used here.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --root) ROOT=$2; shift 2 ;;
     --keep-binfmt) KEEP_BINFMT=1; shift ;;
     --bootstrap-only) BOOTSTRAP_ONLY=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die 2 "unknown argument $1" ;;
   esac
 done
@@ -48,6 +49,9 @@ done
 QEMU=$(command -v qemu-aarch64-static)
 
 # --- binfmt_misc: run aarch64 ELF files through qemu-aarch64-static --------------------------
+# Needed, not optional: debootstrap's second stage, dpkg's maintainer scripts, `python3 -m venv`
+# (ensurepip) and pip all exec further arm64 binaries, which `qemu-aarch64-static -L ROOT` alone
+# cannot follow. Where binfmt_misc cannot be mounted or written, the script stops (exit 3).
 REGISTERED_HERE=0
 MOUNTED_HERE=0
 if [ ! -e "$BINFMT/register" ]; then
