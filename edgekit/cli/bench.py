@@ -109,8 +109,9 @@ def bench(
 ) -> None:
     """Measure preprocess, invoke, postprocess and total latency of MODELS.
 
-    Every model runs with every --threads value on the same real frame (the built-in sample
-    photo unless --source says otherwise). Runs are interleaved round-robin across the
+    Every model runs with every --threads value on the same frame (the first built-in sample
+    photo, or a generated test card when no photo package is installed, unless --source says
+    otherwise). Runs are interleaved round-robin across the
     configurations so a busy machine slows them all alike. Reports p50/p90/p99/mean/std in ms.
 
     \b

@@ -45,7 +45,8 @@ _PI_CAMERA_DEVICES = (
     "char-dma_heap rw",  # /dev/dma_heap/* (libcamera buffers)
     "/dev/vchiq rw",
 )
-_PI_PACKAGES = ("python3-picamera2", "python3-libcamera", "python3-venv")
+# python3-numpy is listed although picamera2 pulls it in: install.sh pins pip to its version.
+_PI_PACKAGES = ("python3-numpy", "python3-picamera2", "python3-libcamera", "python3-venv")
 
 BOARDS: dict[str, Board] = {
     "rpi5": Board(

@@ -365,15 +365,19 @@ def sample_images() -> list[Path]:
     return found
 
 
-def sample_source(*, repeat: int = 1) -> ImageSource:
-    """The built-in ``sample`` source: photos from matplotlib and scikit-image, if installed."""
+# ``Source.name`` of the generated stand-in, shown in the run's first line.
+GENERATED_SAMPLE_NAME = "sample (a generated test card: no photo package installed)"
+
+
+def sample_source(*, repeat: int = 1) -> BaseSource:
+    """The built-in ``sample`` source: photos from matplotlib and scikit-image, if installed;
+    otherwise one generated test card (a minimal Raspberry Pi install has neither package), so
+    ``edgekit detect`` with no arguments still runs."""
     paths = sample_images()
     if not paths:
-        dists = sorted({dist for dist, _, _ in SAMPLE_PHOTOS})
-        raise SourceError(
-            "no sample photos found: they ship inside " + " and ".join(dists),
-            hint=f"pip install {' '.join(dists)}, or pass --source FILE",
-        )
+        from edgekit.io.testcard import ArraySource, draw_test_card
+
+        return ArraySource([draw_test_card()], name=GENERATED_SAMPLE_NAME, repeat=repeat)
     return ImageSource(paths, name="sample", repeat=repeat)
 
 
@@ -414,7 +418,8 @@ def open_source(
     - ``camera=True`` (index 0) or ``camera=N``: picamera2 when it is installed (a Raspberry Pi),
       otherwise OpenCV device N. ``"picamera2"`` asks for picamera2 explicitly.
     - an int or a digit string: OpenCV device index (e.g. a USB webcam).
-    - ``"sample"`` or ``None``: photos shipped inside matplotlib / scikit-image.
+    - ``"sample"`` or ``None``: photos shipped inside matplotlib / scikit-image (a generated
+      test card when neither is installed).
     - ``rtsp://``, ``http(s)://`` …: an OpenCV network stream (live).
     - an existing file: image or video, by extension, else by trying to decode it as an image.
     - a folder (its images, sorted) or a glob pattern (``"shots/*.jpg"``).

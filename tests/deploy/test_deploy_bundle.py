@@ -26,7 +26,7 @@ from edgekit.deploy.bundle import (
     write_tarball,
 )
 from edgekit.deploy.config import DeployConfig, config_from_dict
-from edgekit.deploy.render import app_command, render
+from edgekit.deploy.render import CORAL_KEY_URL, app_command, render
 from edgekit.errors import DeployError
 
 
@@ -196,6 +196,24 @@ def test_install_sh_is_idempotent_under_destdir(fake_model, tmp_path):
     }
     assert (root / "etc/systemd/system/edgekit.service").stat().st_mode & 0o777 == 0o644
     assert not (root / "etc" / "passwd").exists()  # no user created in a DESTDIR
+    # What the real root would add (issue #11): apt packages with the Edge TPU runtime from
+    # Coral's repository, whose keyring is the one the laid-out list trusts, and a pip install
+    # of edgekit[pi] (ai-edge-litert's load_delegate; no pycoral, no tflite-runtime).
+    said = [line.removeprefix("edgekit-install: skipped: ") for line in second.stdout.splitlines()]
+    assert (
+        "apt-get install python3-numpy python3-picamera2 python3-libcamera python3-venv "
+        "libedgetpu1-std" in said
+    )
+    listed = (root / "etc/apt/sources.list.d/coral-edgetpu.list").read_text()
+    keyring = listed.split("signed-by=", 1)[1].split("]", 1)[0]
+    assert f"Coral's apt key {keyring} from {CORAL_KEY_URL}" in said
+    assert "coral-edgetpu-stable main" in listed and CORAL_KEY_URL.startswith("https://")
+    pip_line = next(line for line in said if line.startswith("pip install"))
+    assert pip_line.startswith("pip install edgekit[pi] into /opt/edgekit/venv")
+    assert "numpy pinned to the system's" in pip_line
+    assert not (root / "opt/edgekit/venv").exists()
+    script = (unpacked / "install.sh").read_text()
+    assert "pycoral" not in script and "tflite-runtime" not in script
     # a file changed in the tree is put back; a tampered bundle is refused
     (root / "etc/edgekit/edgekit.yaml").write_text("board: wrong\n")
     assert "installed /etc/edgekit/edgekit.yaml" in install().stdout

@@ -16,6 +16,7 @@ from edgekit.io import picamera as picamera_mod
 from edgekit.io import sources as sources_mod
 from edgekit.io.picamera import Picamera2Source, picamera_to_rgb
 from edgekit.io.sources import (
+    GENERATED_SAMPLE_NAME,
     ImageSource,
     LoresSource,
     VideoSource,
@@ -23,6 +24,7 @@ from edgekit.io.sources import (
     sample_images,
     sample_source,
 )
+from edgekit.io.testcard import ArraySource, draw_test_card
 
 RED_RGB = (230, 20, 20)
 
@@ -260,11 +262,38 @@ def test_sample_source_uses_photos_from_installed_packages():
     assert open_source(None).name == "sample"
 
 
-def test_sample_source_without_packages_says_what_to_install(monkeypatch):
+def test_sample_source_without_packages_is_a_generated_test_card(monkeypatch):
+    # A Raspberry Pi's `pi` extra has neither matplotlib nor scikit-image.
     monkeypatch.setattr(sources_mod, "_package_dir", lambda module: None)
-    with pytest.raises(SourceError, match="no sample photos") as err:
-        sample_source()
-    assert "pip install matplotlib scikit-image" in str(err.value)
+    with sample_source(repeat=2) as src:
+        frames = list(src)
+    assert (
+        open_source(None).name == src.name == GENERATED_SAMPLE_NAME
+        and "no photo package" in src.name
+    )
+    assert len(frames) == 2 and [f.index for f in frames] == [0, 1]
+    a, b = frames[0].image, frames[1].image
+    assert a.shape == (480, 640, 3) and a.dtype == np.uint8 and a.flags.c_contiguous
+    assert np.array_equal(a, b) and a is not b  # each frame its own copy
+    assert np.array_equal(a, draw_test_card())  # deterministic
+    assert a.std() > 40  # a picture, not a flat fill
+    assert frames[0].source == GENERATED_SAMPLE_NAME
+
+
+def test_test_card_and_array_source_refuse_bad_input():
+    with pytest.raises(SourceError, match="at least 64x48"):
+        draw_test_card(32, 32)
+    with pytest.raises(SourceError, match="RGB uint8"):
+        ArraySource([np.zeros((4, 4), np.uint8)], name="x")
+    with pytest.raises(SourceError, match="no images"):
+        ArraySource([], name="x")
+    with pytest.raises(SourceError, match="repeat"):
+        ArraySource([draw_test_card()], name="x", repeat=0)
+    src = ArraySource([draw_test_card(64, 48)], name="x", repeat=3)
+    it = iter(src)
+    next(it)
+    src.close()
+    assert list(it) == [] and len(src) == 3
 
 
 def test_sample_lookup_does_not_import_the_packages():
