@@ -119,10 +119,18 @@ def _throttled(machine: dict[str, Any]) -> str:
 
 def _machine_rows(runs: Sequence[TargetRun]) -> list[tuple[str, list[str]]]:
     def backend(run: TargetRun) -> str:
-        names = sorted({r.backend for r in run.results if r.backend})
         m = run.machine
-        version = m.get("ai-edge-litert") or m.get("tflite-runtime") or ""
-        return " ".join(x for x in (", ".join(names), version) if x) or "-"
+        versions = {
+            "ai_edge_litert": m.get("ai-edge-litert"),
+            "tflite_runtime": m.get("tflite-runtime"),
+        }
+        names = {
+            " ".join(x for x in (r.backend, versions.get(r.backend)) if x)
+            + (f" + {r.delegate}" if r.delegate else "")
+            for r in run.results
+            if r.backend
+        }
+        return ", ".join(sorted(names)) or "-"
 
     def cpu(run: TargetRun) -> str:
         m = run.machine
@@ -170,6 +178,17 @@ def _headline(task: str, metrics: dict[str, Any]) -> list[str]:
     return keys
 
 
+def _scored_classes(docs: Sequence[dict[str, Any] | None], limit: int = 3) -> list[str]:
+    """Classes some target detected (AP50 > 0), most ground truth first: a person detector
+    scored on an 80-class set shows its person AP50 next to the all-class mAP."""
+    found: dict[str, int] = {}
+    for doc in docs:
+        for name, row in ((doc or {}).get("per_class") or {}).items():
+            if isinstance(row, dict) and (row.get("AP50") or 0) > 0:
+                found[name] = max(found.get(name, 0), int(row.get("gt") or 0))
+    return sorted(found, key=lambda n: (-found[n], n))[:limit]
+
+
 def table(runs: Sequence[TargetRun], title: str | None = "edgekit bench") -> Any:
     """A ``rich.table.Table``: a column per target; the machine block, then per configuration
     the p50 / p90 of each stage, then the accuracy of each model when evaluated."""
@@ -208,14 +227,23 @@ def table(runs: Sequence[TargetRun], title: str | None = "edgekit bench") -> Any
     for model in models:
         docs = [next((d for d in run.evals if d.get("model") == model), None) for run in runs]
         first = next(d for d in docs if d is not None)
+        t.add_row(f"[bold]accuracy: {Path(str(model)).name}[/bold]", *[""] * len(runs))
         t.add_row(
-            f"[bold]accuracy: {Path(str(model)).name}[/bold] (split {first.get('split', '?')})",
-            *[f"{d.get('images', '?')} images" if d else "-" for d in docs],
+            "  images (split)", *[f"{d['images']} ({d['split']})" if d else "-" for d in docs]
         )
-        keys = _headline(str(first.get("task")), first.get("metrics") or {})
-        for k, key in enumerate(keys):
-            cells = [_num((d.get("metrics") or {}).get(key), ".4f") if d else "-" for d in docs]
-            t.add_row(f"  {key}", *cells, end_section=k == len(keys) - 1)
+        rows = [
+            (key, [_num((d.get("metrics") or {}).get(key), ".4f") if d else "-" for d in docs])
+            for key in _headline(str(first.get("task")), first.get("metrics") or {})
+        ]
+        if first.get("task") == "detect":
+            for name in _scored_classes(docs):
+                cells = [
+                    (d.get("per_class") or {}).get(name, {}).get("AP50") if d else None
+                    for d in docs
+                ]
+                rows.append((f"AP50 {name}", [_num(c, ".4f") for c in cells]))
+        for k, (label, cells) in enumerate(rows):
+            t.add_row(f"  {label}", *cells, end_section=k == len(rows) - 1)
     t.caption = (
         "temp/MHz/throttled: taken just before and just after the timed runs; "
         "all percentiles and metrics in --json"

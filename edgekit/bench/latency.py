@@ -88,6 +88,7 @@ class BenchResult:
     stages: dict[str, LatencyStats]
     samples_ms: dict[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
     order: int = 0
+    delegate: str | None = None  # "edgetpu" when the Edge TPU ran the model
 
     @property
     def label(self) -> str:
@@ -123,6 +124,7 @@ class BenchResult:
             kind=str(doc.get("kind") or ""),
             stages=stages,
             order=int(doc.get("order", 0)),
+            delegate=doc.get("delegate"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +137,7 @@ class BenchResult:
             "size_bytes": self.size_bytes,
             "kind": self.kind,
             "order": self.order,
+            "delegate": self.delegate,
             "stages": {name: self.stages[name].to_dict() for name in STAGES if name in self.stages},
         }
 
@@ -227,6 +230,7 @@ def bench_models(
                 stages={k: LatencyStats.of(v) for k, v in per_stage.items()},
                 samples_ms=per_stage,
                 order=order,
+                delegate=getattr(backend, "delegate", None),
             )
         )
     return results

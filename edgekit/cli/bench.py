@@ -350,7 +350,7 @@ def _bench_targets(
 
     def say(line: str) -> None:
         if not quiet:
-            err.print(line, markup=False, highlight=False, style="dim")
+            err.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)
 
     runs = bench_targets(remote, progress=say)
     if not quiet:

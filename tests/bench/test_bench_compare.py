@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,9 @@ def _runs() -> list[TargetRun]:
                     "throttled_flags": ["soft-temperature-limit", "arm-frequency-capping-occurred",
                                         "throttling-occurred", "soft-temperature-limit-occurred"]}}  # fmt: skip
     metrics = {"mAP": 0.25, "AP50": 0.5, "AR100": 0.3}
-    ev = {"model": "m.tflite", "images": 2, "task": "detect", "split": "all", "metrics": metrics}
+    per_class = {"person": {"AP": 0.3, "AP50": 0.61, "gt": 9}, "dog": {"AP": 0, "AP50": 0, "gt": 3}}
+    ev = {"model": "m.tflite", "images": 2, "task": "detect", "split": "all", "metrics": metrics,
+          "per_class": per_class}  # fmt: skip
     return [
         TargetRun("local", machine=pc, results=[_result("m.tflite", 8.0)], evals=[ev]),
         TargetRun(
@@ -73,6 +76,17 @@ def _runs() -> list[TargetRun]:
             evals=[{**ev, "metrics": {**metrics, "mAP": 0.2468}}],
             copied_files=1,
             copied_bytes=123,
+        ),
+        TargetRun(
+            "coral",
+            host="mendel@coral",
+            machine={
+                "board": "Freescale i.MX8MQ Phanbee",
+                "ai-edge-litert": "2.3.0",
+                "before": {"temp_c": 45.0, "tpu_temp_c": 44.1},
+                "after": {"temp_c": 49.0, "tpu_temp_c": 52.3},
+            },
+            results=[replace(_result("m.tflite", 3.0), delegate="edgetpu")],
         ),
         TargetRun("pi@cam2", host="pi@cam2", error="pi@cam2: connection lost while running x"),
     ]
@@ -94,26 +108,33 @@ def test_table_has_a_column_per_target():
         "8.00 / 12.00",  # local invoke p50 / p90
         "21.00 / 31.50",
         "failed (see below)",
+        "ai_edge_litert 2.3.0 + edgetpu",
+        "Freescale i.MX8MQ Phanbee",
+        "44.1 → 52.3",  # Edge TPU temperature
         "0.2500",
         "0.2468",
-        "2 images",
+        "2 (all)",
+        "AP50 person",
+        "0.6100",
     ):
         assert cell in text, cell
     assert "AR100" not in text  # headline metrics only; every metric is in --json
+    assert "AP50 dog" not in text  # classes nobody detected stay in --json
 
 
 def test_json_csv_and_plot_carry_every_target(tmp_path):
     runs = _runs()
     doc = json.loads(compare.write_json(tmp_path / "a.json", runs).read_text())
-    assert [t["name"] for t in doc["targets"]] == ["local", "pi@cam1", "pi@cam2"]
-    assert doc["targets"][2]["ok"] is False and doc["targets"][2]["results"] == []
+    assert [t["name"] for t in doc["targets"]] == ["local", "pi@cam1", "coral", "pi@cam2"]
+    assert doc["targets"][3]["ok"] is False and doc["targets"][3]["results"] == []
+    assert doc["targets"][2]["results"][0]["delegate"] == "edgetpu"
     assert doc["targets"][1]["copied"] == {"files": 1, "bytes": 123}
     assert doc["targets"][1]["machine"]["after"]["throttled"] == "0xe0008"
     back = BenchResult.from_dict(doc["targets"][1]["results"][0])
     assert back.stages["invoke"].p50_ms == 21.0 and back.threads == 1
 
     rows = list(csv.DictReader(compare.write_csv(tmp_path / "a.csv", runs).open()))
-    assert [r["target"] for r in rows] == ["local"] * 4 + ["pi@cam1"] * 4
+    assert [r["target"] for r in rows] == ["local"] * 4 + ["pi@cam1"] * 4 + ["coral"] * 4
     assert rows[4]["eval_mAP"] == "0.2468" and rows[0]["eval_AR100"] == "0.3"
     assert rows[5]["stage"] == "invoke" and rows[5]["p50_ms"] == "21.0"
 
