@@ -3,11 +3,13 @@
 For each target, in order, one connection at a time:
 
 1. probe: create the cache folder, check that edgekit is installed at ``remote_edgekit`` (the
-   bundle's venv by default) with this machine's version, list what the cache already holds;
-2. copy what is missing: models (and a non-sample input frame, and the ``data`` set packed as
-   one tar) are named by their sha256 under ``<cache>/models/<sha256>/<file name>`` and
-   ``<cache>/data/<sha256>/``, sent as one tar stream, checked against their sha256 on the target
-   and only then moved into place, so a second bench copies nothing;
+   bundle's venv by default) with this machine's version, list what the cache already holds, and
+   refuse to measure beside an edgekit bench/eval still running there (``running.pid``);
+2. copy what is missing: models, the first frame of a non-sample ``--source`` (as a PNG) and the
+   ``data`` set (packed as one tar) are named by their sha256 under
+   ``<cache>/models/<sha256>/<file name>``, ``<cache>/inputs/<sha256>/frame.png`` and
+   ``<cache>/data/<sha256>/``, sent as one tar stream on the connection's stdin, checked against
+   their sha256 on the target and only then moved into place, so a second bench copies nothing;
 3. run the target's ``edgekit bench ... --json`` (and ``edgekit eval`` per model with ``data``)
    and read its JSON back.
 
