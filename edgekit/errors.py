@@ -87,3 +87,11 @@ class DependencyMissing(EdgekitError):
     """An optional dependency (e.g. TensorFlow for training/export) is not installed."""
 
     exit_code = 9
+
+
+class RemoteError(EdgekitError):
+    """A measurement target reached through SSH failed: unreachable, host key refused,
+    edgekit missing or of another version there, or the connection lost mid-run. The message
+    names the target."""
+
+    exit_code = 10

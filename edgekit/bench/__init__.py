@@ -1,11 +1,20 @@
-"""edgekit.bench: per-stage latency of TFLite models (``bench_models``) and its reports."""
+"""edgekit.bench: per-stage latency of TFLite models (``bench_models``), the machine block, its
+reports, and the same measure on other machines through SSH (``edgekit.bench.remote``)."""
 
 from edgekit.bench.latency import (
     STAGES,
     BenchConfig,
     BenchResult,
     bench_models,
-    machine_info,
 )
+from edgekit.bench.machine import bench_with_machine, machine_info, thermal_state
 
-__all__ = ["STAGES", "BenchConfig", "BenchResult", "bench_models", "machine_info"]
+__all__ = [
+    "STAGES",
+    "BenchConfig",
+    "BenchResult",
+    "bench_models",
+    "bench_with_machine",
+    "machine_info",
+    "thermal_state",
+]

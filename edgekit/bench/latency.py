@@ -15,7 +15,6 @@ Used by ``edgekit bench`` and by later reports (compression, export tables)::
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bench.machine import machine_info
 from edgekit.core.stats import LatencyStats
 from edgekit.errors import SourceError, UsageError
 
@@ -88,6 +88,7 @@ class BenchResult:
     stages: dict[str, LatencyStats]
     samples_ms: dict[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
     order: int = 0
+    delegate: str | None = None  # "edgetpu" when the Edge TPU ran the model
 
     @property
     def label(self) -> str:
@@ -95,6 +96,36 @@ class BenchResult:
         threads = "default threads" if self.threads is None else f"{self.threads} thread"
         plural = "s" if self.threads not in (None, 1) else ""
         return f"{Path(self.model).name} ({threads}{plural})"
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> BenchResult:
+        """The inverse of :meth:`to_dict` (what ``edgekit bench --json`` wrote), without the
+        raw samples; each stage's ``count`` is the run count."""
+        runs = int(doc["runs"])
+        stages = {
+            name: LatencyStats(
+                count=runs,
+                mean_ms=float(s["mean_ms"]),
+                std_ms=float(s["std_ms"]),
+                p50_ms=float(s["p50_ms"]),
+                p90_ms=float(s["p90_ms"]),
+                p99_ms=float(s["p99_ms"]),
+            )
+            for name, s in doc["stages"].items()
+        }
+        threads = doc.get("threads")
+        return cls(
+            model=str(doc["model"]),
+            backend=str(doc.get("backend") or ""),
+            threads=None if threads is None else int(threads),
+            runs=runs,
+            warmup=int(doc.get("warmup", 0)),
+            size_bytes=int(doc.get("size_bytes", 0)),
+            kind=str(doc.get("kind") or ""),
+            stages=stages,
+            order=int(doc.get("order", 0)),
+            delegate=doc.get("delegate"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +137,7 @@ class BenchResult:
             "size_bytes": self.size_bytes,
             "kind": self.kind,
             "order": self.order,
+            "delegate": self.delegate,
             "stages": {name: self.stages[name].to_dict() for name in STAGES if name in self.stages},
         }
 
@@ -198,6 +230,7 @@ def bench_models(
                 stages={k: LatencyStats.of(v) for k, v in per_stage.items()},
                 samples_ms=per_stage,
                 order=order,
+                delegate=getattr(backend, "delegate", None),
             )
         )
     return results
@@ -208,37 +241,3 @@ def _size(path: str | Path) -> int:
         return os.path.getsize(path)
     except OSError:
         return 0
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count, OS, Python and interpreter backend versions, for reports."""
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
-                    cpu = value.strip()
-                    if key.strip() == "model name":
-                        break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 0
-    info: dict[str, Any] = {
-        "cpu": cpu or platform.processor() or platform.machine(),
-        "cores": cores,
-        "arch": platform.machine(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-    }
-    from importlib import metadata
-
-    for dist in ("ai-edge-litert", "tflite-runtime"):
-        try:
-            info[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return info

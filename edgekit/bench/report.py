@@ -23,7 +23,7 @@ from edgekit.bench.latency import STAGES, BenchResult
 from edgekit.core.artifact import atomic_write_bytes
 from edgekit.errors import DependencyMissing, SinkError
 
-__all__ = ["plot", "table", "to_csv", "to_json", "write_csv", "write_json"]
+__all__ = ["plot", "table", "to_csv", "to_json", "write_csv", "write_json", "write_text"]
 
 CSV_FIELDS = (
     *("model", "backend", "threads", "runs", "size_bytes", "kind", "stage"),
@@ -64,7 +64,8 @@ def to_csv(results: Sequence[BenchResult]) -> str:
     return buf.getvalue()
 
 
-def _write(path: str | Path, text: str) -> Path:
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; a failure is a :class:`SinkError`."""
     try:
         return atomic_write_bytes(path, text.encode("utf-8"))
     except OSError as exc:
@@ -74,11 +75,11 @@ def _write(path: str | Path, text: str) -> Path:
 def write_json(
     path: str | Path, results: Sequence[BenchResult], machine: dict[str, Any] | None = None
 ) -> Path:
-    return _write(path, json.dumps(to_json(results, machine), indent=2) + "\n")
+    return write_text(path, json.dumps(to_json(results, machine), indent=2) + "\n")
 
 
 def write_csv(path: str | Path, results: Sequence[BenchResult]) -> Path:
-    return _write(path, to_csv(results))
+    return write_text(path, to_csv(results))
 
 
 def table(results: Sequence[BenchResult], title: str | None = None) -> Any:
@@ -120,8 +121,14 @@ def table(results: Sequence[BenchResult], title: str | None = None) -> Any:
     return t
 
 
-def plot(results: Sequence[BenchResult], path: str | Path, title: str = "edgekit bench") -> Path:
-    """A PNG: per configuration, stacked p50 bars of the stages with a p90 whisker on the total."""
+def plot(
+    results: Sequence[BenchResult],
+    path: str | Path,
+    title: str = "edgekit bench",
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """A PNG: per configuration, stacked p50 bars of the stages with a p90 whisker on the total.
+    ``labels`` name the bars (default: each result's ``label``)."""
     try:
         import matplotlib
 
@@ -132,7 +139,12 @@ def plot(results: Sequence[BenchResult], path: str | Path, title: str = "edgekit
             "--plot needs matplotlib", hint="pip install 'edgekit[device]'"
         ) from exc
 
-    labels = [r.label for r in results]
+    if labels is None:
+        labels = [r.label for r in results]
+    if len(labels) != len(results):
+        raise ValueError(f"{len(labels)} labels for {len(results)} results")
+    if not results:
+        raise SinkError(f"{path}: nothing to plot (no results)")
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(results) + 2.0))
     left = [0.0] * len(results)
     colors = {"preprocess": "#8da0cb", "invoke": "#fc8d62", "postprocess": "#66c2a5"}

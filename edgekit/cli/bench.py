@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from edgekit.errors import RemoteError, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from edgekit.bench import BenchConfig
 
 
 class _ListOptionCommand(click.Command):
@@ -94,6 +102,82 @@ def expand_list_options(args: list[str], names: tuple[str, ...]) -> list[str]:
     "--plot", "plot_path", type=click.Path(path_type=Path), help="Write a PNG chart (matplotlib)."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No table, no progress.")
+@click.option(
+    "--on",
+    "targets",
+    multiple=True,
+    metavar="USER@HOST[:PORT]|INVENTORY",
+    help="Also measure on this target through SSH (repeat for several); an Ansible inventory "
+    "file (the one edgekit deploy uses) adds each of its hosts. One column per target.",
+)
+@click.option(
+    "--local", "local", is_flag=True, help="With --on: add this machine as the 'local' column."
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Also score each model with edgekit eval on this small set (a folder, or a COCO JSON / "
+    "data.yaml whose folder is copied), on every target.",
+)
+@click.option(
+    "--split",
+    "eval_split",
+    default="val",
+    show_default=True,
+    type=click.Choice(["val", "train", "all"]),
+    help="--data: which part of the dataset's split to evaluate (as edgekit eval).",
+)
+@click.option("--max-images", type=click.IntRange(min=1), help="--data: evaluate at most N images.")
+@click.option(
+    "--remote-edgekit",
+    default=None,
+    metavar="PATH",
+    help="The targets' edgekit executable. Default: the deployed bundle's venv "
+    "(/opt/edgekit/venv/bin/edgekit).",
+)
+@click.option(
+    "--remote-cache",
+    default="~/.cache/edgekit/bench",
+    show_default=True,
+    metavar="PATH",
+    help="Where copied models and data sets stay on the targets (by content hash).",
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="known_hosts file to check the targets' host keys against (default: ssh's).",
+)
+@click.option(
+    "--accept-new-host-keys",
+    is_flag=True,
+    help="Trust the key of a target seen for the first time (a changed key is still refused).",
+)
+@click.option(
+    "-i", "--identity", type=click.Path(path_type=Path, dir_okay=False), help="SSH private key."
+)
+@click.option(
+    "-F", "--ssh-config", type=click.Path(path_type=Path, dir_okay=False), help="ssh config file."
+)
+@click.option(
+    "--ssh-option",
+    "ssh_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra ssh -o option (repeat).",
+)
+@click.option(
+    "--connect-timeout",
+    default=15,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Seconds to reach a target.",
+)
+@click.option(
+    "--remote-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds each remote step may take (default: no limit; a silent connection is "
+    "dropped after a minute of failed keep-alives).",
+)
 def bench(
     models: tuple[Path, ...],
     runs: int,
@@ -106,6 +190,20 @@ def bench(
     csv_path: Path | None,
     plot_path: Path | None,
     quiet: bool,
+    targets: tuple[str, ...],
+    local: bool,
+    data: Path | None,
+    eval_split: str,
+    max_images: int | None,
+    remote_edgekit: str | None,
+    remote_cache: str,
+    known_hosts: Path | None,
+    accept_new_host_keys: bool,
+    identity: Path | None,
+    ssh_config: Path | None,
+    ssh_options: tuple[str, ...],
+    connect_timeout: int,
+    remote_timeout: float | None,
 ) -> None:
     """Measure preprocess, invoke, postprocess and total latency of MODELS.
 
@@ -114,14 +212,23 @@ def bench(
     otherwise). Runs are interleaved round-robin across the
     configurations so a busy machine slows them all alike. Reports p50/p90/p99/mean/std in ms.
 
+    With --on, the same measurement runs on each target through SSH (BatchMode, host keys
+    checked): models are copied once by content hash into --remote-cache, the target's own
+    edgekit (same version as here) runs `edgekit bench --json`, and one table shows a column per
+    target with p50 / p90 per stage, the board, CPU, governor, and temperature and throttling
+    before and after. A target that fails is reported by name; the others are kept.
+    Library: edgekit.bench.remote.bench_targets.
+
     \b
     Examples:
       edgekit bench model.tflite
       edgekit bench a.tflite b.tflite --threads 1 2 --runs 200 --json bench.json --plot bench.png
+      edgekit bench model.tflite --on pi@cam1.local --local
+      edgekit bench model.tflite --on fleet.ini --data checkset/ --split all --json all.json
     """
     from rich.console import Console
 
-    from edgekit.bench import BenchConfig, bench_models, machine_info, report
+    from edgekit.bench import BenchConfig, bench_with_machine, report
 
     config = BenchConfig(
         models=models,
@@ -136,6 +243,36 @@ def bench(
 
     # Not a terminal (a pipe, a log file): wide enough that the table keeps its columns.
     console = Console() if sys.stdout.isatty() else Console(width=160)
+    if targets or data is not None:
+        _bench_targets(
+            config,
+            console,
+            quiet=quiet,
+            json_path=json_path,
+            csv_path=csv_path,
+            plot_path=plot_path,
+            targets=targets,
+            local=local or not targets,
+            data=data,
+            eval_split=eval_split,
+            max_images=max_images,
+            remote_edgekit=remote_edgekit,
+            remote_cache=remote_cache,
+            ssh=dict(
+                known_hosts=known_hosts,
+                accept_new_host_keys=accept_new_host_keys,
+                identity=identity,
+                config=ssh_config,
+                connect_timeout=connect_timeout,
+                extra=ssh_options,
+            ),
+            remote_timeout=remote_timeout,
+        )
+        return
+    if local:
+        raise UsageError("--local adds this machine next to --on targets; give --on too")
+    from edgekit.bench import machine_info
+
     machine = machine_info()
     if not quiet:
         console.print(
@@ -145,7 +282,7 @@ def bench(
             f"{'round-robin' if config.interleave else 'sequential'}"
         )
     if quiet or not sys.stderr.isatty():
-        results = bench_models(config)
+        results, machine = bench_with_machine(config)
     else:
         from rich.progress import Progress
 
@@ -153,7 +290,7 @@ def bench(
             task = bar.add_task(
                 "timed runs", total=config.runs * len(config.models) * len(config.threads)
             )
-            results = bench_models(
+            results, machine = bench_with_machine(
                 config, progress=lambda done, total: bar.update(task, completed=done)
             )
     if not quiet:
@@ -170,3 +307,72 @@ def bench(
         report.plot(results, plot_path)
         if not quiet:
             console.print(f"wrote {plot_path}")
+
+
+def _bench_targets(
+    config: BenchConfig,
+    console: Console,
+    *,
+    quiet: bool,
+    json_path: Path | None,
+    csv_path: Path | None,
+    plot_path: Path | None,
+    targets: tuple[str, ...],
+    local: bool,
+    data: Path | None,
+    eval_split: str,
+    max_images: int | None,
+    remote_edgekit: str | None,
+    remote_cache: str,
+    ssh: dict[str, Any],
+    remote_timeout: float | None,
+) -> None:
+    """``--on``/``--data``: measure on every target, one table, every output; then fail
+    (naming the targets) if any target failed."""
+    from rich.console import Console
+
+    from edgekit.bench import compare
+    from edgekit.bench.remote import RemoteBenchConfig, bench_targets, default_remote_edgekit
+    from edgekit.bench.ssh import SSHOptions, resolve_targets
+
+    remote = RemoteBenchConfig(
+        bench=config,
+        targets=tuple(resolve_targets(targets)),
+        local=local,
+        ssh=SSHOptions(**ssh),
+        remote_edgekit=remote_edgekit or default_remote_edgekit(),
+        remote_cache=remote_cache,
+        data=data,
+        eval_split=eval_split,
+        eval_max_images=max_images,
+        timeout_s=remote_timeout,
+    )
+    err = Console(stderr=True)
+
+    def say(line: str) -> None:
+        if not quiet:
+            err.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)
+
+    runs = bench_targets(remote, progress=say)
+    if not quiet:
+        console.print(compare.table(runs))
+    if json_path is not None:
+        compare.write_json(json_path, runs)
+        if not quiet:
+            console.print(f"wrote {json_path}")
+    if csv_path is not None:
+        compare.write_csv(csv_path, runs)
+        if not quiet:
+            console.print(f"wrote {csv_path}")
+    if plot_path is not None and any(r.results for r in runs):
+        compare.plot(runs, plot_path)
+        if not quiet:
+            console.print(f"wrote {plot_path}")
+    failed = [r for r in runs if not r.ok]
+    if len(failed) == 1:
+        raise RemoteError(str(failed[0].error))
+    if failed:
+        raise RemoteError(
+            f"{len(failed)} of {len(runs)} targets failed: "
+            + "; ".join(str(r.error) for r in failed)
+        )
