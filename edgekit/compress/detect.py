@@ -12,6 +12,12 @@ split (the one ``edgekit eval --split val`` uses, or all of ``val_data``) and ti
 ``edgekit bench``. The teacher itself is measured first, on the same split and the same bench,
 so each stage reads against it in one report.
 
+Pose students (the zoo's MoveNet-style model, or an imported MoveNet) run the same stages:
+their training data are square person crops of the dataset's person boxes labelled by the pose
+teacher (:func:`edgekit.train.pseudo_label.build_pose_dataset`; ``train`` uses the dataset's
+own keypoints), and each stage is scored by PCK@0.1 on crops of the held-back people labelled
+the same way (the teacher's own keypoints are the reference: it scores 1.0 there).
+
 Stages: ``distill`` (teacher + human labels), ``train`` (human labels only), ``finetune``,
 ``structured:R`` (thinner expansion layers, then fine-tuning), and the exports ``int8``,
 ``float16``, ``dynamic``, ``float32``. Magnitude pruning and QAT go through TFMOT's tf-keras
@@ -32,6 +38,8 @@ __all__ = ["DETECT_STAGES", "run_detection_recipe"]
 
 DETECT_STAGES = ("train", "distill", "finetune", "structured", "int8", "float16", "dynamic",
                  "float32")  # fmt: skip
+MIN_CROP_PX = 48.0  # pose: people whose box is smaller than this (pixels) are not cropped
+CROP_SIZE = 192  # pose: crop side in pixels (MoveNet Lightning's input)
 
 
 @dataclass
@@ -41,6 +49,7 @@ class _State:
     data_yaml: Path | None = None
     runs: int = 0
     soft_teacher: Path | None = None
+    eval_data: Path | None = None  # pose: the held-back crops the stages are scored on
 
 
 def run_detection_recipe(
@@ -70,13 +79,16 @@ def run_detection_recipe(
 
     if isinstance(entry, CheckpointEntry):  # built as saved: no width multiplier
         config = replace(config, width=None)
+    pose = entry.task == "pose"
     teacher = str(config.teacher) if config.teacher is not None else ""
+    if pose and teacher and not teacher.endswith(".tflite"):
+        raise UsageError(f"{teacher}: a pose teacher is a .tflite model (e.g. MoveNet)")
     if teacher and not teacher.endswith((".tflite", ".keras")):
         raise UsageError(f"{teacher}: a detection teacher is a .tflite or a .keras SSD checkpoint")
     dataset = load_training_data(config.data)
     if dataset.source_format == "folder":
-        raise DatasetError(f"{config.data}: a detector needs a COCO/YOLO/VOC dataset with boxes")
-    classes = tuple(config.classes or dataset.class_names)
+        raise DatasetError(f"{config.data}: a {entry.task} student needs a COCO/YOLO/VOC dataset")
+    classes = ("person",) if pose else tuple(config.classes or dataset.class_names)
     missing = [c for c in classes if c not in dataset.class_names]
     if missing:
         raise UsageError(
@@ -84,24 +96,28 @@ def run_detection_recipe(
             "(held-back evaluation needs their ground truth)"
         )
     if config.val_data is not None:  # a separate evaluation set: train on all of data
-        train_split = dataset
+        train_split, val_split = dataset, load_training_data(config.val_data)
     else:
-        train_split, _ = split_dataset(dataset, config.val_fraction, config.seed)
+        train_split, val_split = split_dataset(dataset, config.val_fraction, config.seed)
     if config.max_labelled is not None:
         train_split = train_split.subset(range(min(config.max_labelled, len(train_split))))
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
+    state = _State()
+    if pose:
+        state.eval_data = _pose_data(config, "val", val_split, log)
     if teacher.endswith(".tflite"):  # the deployed teacher, on the same split and bench
         t0 = time.perf_counter()
         results.append(
-            _measure(config, Path(teacher), Stage("teacher"), "teacher", t0, {}, log, None)
+            _measure(config, Path(teacher), Stage("teacher"), "teacher", t0, {}, log, state)
         )
-    state = _State(soft_teacher=_soft_teacher(config, entry, log) if teacher else None)
+    if teacher and not pose:
+        state.soft_teacher = _soft_teacher(config, entry, log)
     labelled = "distill" if teacher.endswith(".tflite") else "train"
     if config.init is not None and config.stages[0].name not in trains:
         state.model, state.spec = _from_init(config, entry, classes)
-        state.data_yaml = _data(config, labelled, train_split, classes, log)
+        state.data_yaml = _train_data(config, pose, labelled, train_split, classes, log)
         t0 = time.perf_counter()
         results.append(
             _measure(
@@ -115,7 +131,7 @@ def run_detection_recipe(
         fmt = "float32"
         if stage.name in trains:
             how = labelled if stage.name == "distill" else "train"
-            state.data_yaml = _data(config, how, train_split, classes, log)
+            state.data_yaml = _train_data(config, pose, how, train_split, classes, log)
             details = _fit(config, entry, state, config.epochs, config.learning_rate,
                            freeze=config.freeze, init=config.init, log=log,
                            soft=stage.name == "distill")  # fmt: skip
@@ -124,9 +140,10 @@ def run_detection_recipe(
                            model=state.model, log=log)  # fmt: skip
         elif stage.name == "structured":
             from edgekit.compress.structured import param_count, prune_channels
+            from edgekit.zoo.checkpoint import raw_heads
 
             before = param_count(state.model)
-            thin, _ = prune_channels(state.model, float(stage.arg))
+            thin, _ = prune_channels(raw_heads(state.model), float(stage.arg))
             details = _fit(config, entry, state, _ft_epochs(config), config.finetune_learning_rate,
                            model=thin, log=log)  # fmt: skip
             details.update(ratio=stage.arg, params_before=before,
@@ -142,6 +159,58 @@ def run_detection_recipe(
 
 def _ft_epochs(config: Any) -> int:
     return config.finetune_epochs or config.epochs
+
+
+def _train_data(
+    config: Any, pose: bool, how: str, train_split: Any, classes: tuple[str, ...], log: Any
+) -> Path:
+    """The training set of a stage: person crops for pose students, boxes for detectors."""
+    if pose:
+        return _pose_data(config, "distill" if how == "distill" else "train", train_split, log)
+    return _data(config, how, train_split, classes, log)
+
+
+def _pose_data(config: Any, how: str, split: Any, log: Any) -> Path:
+    """Person crops of ``split`` labelled by the pose teacher (``distill``, and the held-back
+    ``val`` crops, lossless PNG), or ``split``'s own keypoints (``train``)."""
+    from edgekit.train.pseudo_label import build_pose_dataset, person_crops
+
+    if how == "train" or (how == "val" and split.keypoint_names and not config.teacher):
+        if not split.keypoint_names:
+            raise DatasetError(
+                f"{config.data}: no keypoints to train a pose student on; use distill with a "
+                "pose teacher (.tflite) to label person crops"
+            )
+        return _as_yaml(config, f"data_pose_{how}", split)
+    if not config.teacher:
+        raise UsageError("a pose student needs a pose teacher (--teacher MODEL.tflite)")
+    folder = config.out / f"data_pose_{how}"
+    yaml_path = folder / "data.yaml"
+    if yaml_path.is_file():
+        log(f"  reusing {yaml_path}")
+        return yaml_path
+    crops = person_crops(split, min_size_px=MIN_CROP_PX, human=True)
+    log(f"  pose teacher labels {len(crops)} person crops ({how}) -> {folder}")
+    ds = build_pose_dataset(
+        folder,
+        config.teacher,
+        crops,
+        size=CROP_SIZE,
+        image_format="png" if how == "val" else "jpg",
+        threads=config.threads,
+    )
+    log(f"  {len(ds)} crops kept (>= 5 keypoints scoring >= 0.3)")
+    return yaml_path
+
+
+def _as_yaml(config: Any, name: str, split: Any) -> Path:
+    """``split`` written as a YOLO dataset (images linked) under ``config.out``."""
+    from edgekit.data.yolo_txt import write_yolo
+
+    folder = config.out / name
+    if not (folder / "data.yaml").is_file():
+        write_yolo(split, folder, images="symlink")
+    return folder / "data.yaml"
 
 
 def _data(config: Any, how: str, train_split: Any, classes: tuple[str, ...], log: Any) -> Path:
@@ -291,17 +360,24 @@ def _measure(
 
     if fmt == "teacher":
         path, params = model, 0
+    elif state is None:
+        raise UsageError("internal: a student stage needs the recipe state")
     else:
         path = _export(config, model, state, stage, fmt, index)
         params = param_count(model)
-    ev, latency_ms = score_artifact(config, Path(path))
+    eval_data = state.eval_data if state is not None else None
+    ev, latency_ms = score_artifact(config, Path(path), data=eval_data)
     classes = config.classes or ()
-    if len(classes) == 1:
-        metric, acc = f"{classes[0]} AP50", ev.per_class.get(classes[0], {}).get("AP50", 0.0)
+    if eval_data is not None:  # pose
+        metric, acc = "PCK@0.1", ev.metrics.get("PCK@0.1", 0.0)
+        details = {**details, "OKS AP": ev.metrics.get("AP"), "eval_images": ev.images}
     else:
-        metric, acc = "AP50", ev.metrics.get("AP50", 0.0)
-    details = {**details, "mAP": ev.metrics.get("mAP"), "AP50": ev.metrics.get("AP50"),
-               "eval_images": ev.images}  # fmt: skip
+        if len(classes) == 1:
+            metric, acc = f"{classes[0]} AP50", ev.per_class.get(classes[0], {}).get("AP50", 0.0)
+        else:
+            metric, acc = "AP50", ev.metrics.get("AP50", 0.0)
+        details = {**details, "mAP": ev.metrics.get("mAP"), "AP50": ev.metrics.get("AP50"),
+                   "eval_images": ev.images}  # fmt: skip
     result = StageResult(
         stage=stage.label,
         artifact=Path(path).name,
@@ -317,7 +393,7 @@ def _measure(
         metric=metric,
     )
     log(
-        f"  {result.artifact}: {metric} {result.accuracy:.3f} (mAP {details['mAP']:.3f}), "
+        f"  {result.artifact}: {metric} {result.accuracy:.3f}, "
         f"{result.size_bytes / 1e3:.0f} kB, {result.latency_ms:.2f} ms ({config.threads} thread)"
     )
     return result

@@ -24,10 +24,9 @@ After every stage the model is exported (float32 for training stages), and the a
 evaluated through :func:`edgekit.eval.evaluate_model` (top-1 on the validation split that
 ``edgekit eval`` uses), sized (bytes and gzip bytes), and timed with
 :func:`edgekit.bench.bench_models` (``threads`` threads). The recipe runner handles
-classification students (image-folder datasets) here and detection students (a zoo detector
-name and a COCO/YOLO/VOC dataset) in :mod:`edgekit.compress.detect`; pose distillation is
-available as library functions (:func:`edgekit.train.pseudo_label.build_pose_dataset`,
-:class:`Distiller` with ``soft_loss="mse"``).
+classification students (image-folder datasets) here, and detection and pose students (a zoo
+name or a checkpoint, e.g. an imported teacher, and a COCO/YOLO/VOC dataset with person boxes
+for pose) in :mod:`edgekit.compress.detect`.
 """
 
 from __future__ import annotations
@@ -243,15 +242,18 @@ def artifact_path(config: CompressConfig, index: int, stage: Stage, fmt: str) ->
 
 
 def score_artifact(
-    config: CompressConfig, path: Path, data_format: str = "auto"
+    config: CompressConfig, path: Path, data_format: str = "auto", data: Path | None = None
 ) -> tuple[Any, float]:
     """``path`` scored through ``edgekit eval`` on the held-back split (the one ``edgekit eval
-    --split val`` uses; all of ``val_data`` when given) and its median invoke time in ms through
-    ``edgekit bench``."""
+    --split val`` uses; all of ``val_data``, or of ``data``, when given) and its median invoke
+    time in ms through ``edgekit bench``."""
     from edgekit.bench.latency import BenchConfig, bench_models
     from edgekit.eval.predict import EvalConfig, evaluate_model
 
-    data, split = (config.val_data, "all") if config.val_data else (config.data, "val")
+    if data is None:
+        data, split = (config.val_data, "all") if config.val_data else (config.data, "val")
+    else:
+        split = "all"
     ev = evaluate_model(
         EvalConfig(model=path, data=data, format=data_format, split=split,
                    val_fraction=config.val_fraction, seed=config.seed, threads=config.threads)
@@ -268,16 +270,17 @@ def _is_checkpoint(student: str) -> bool:
     return student.endswith(".keras") or Path(student).is_file()
 
 
-def _detection_student(student: str) -> Any:
-    """The zoo entry or checkpoint entry of a detector student, None for a classifier."""
+def _dense_student(student: str) -> Any:
+    """The zoo or checkpoint entry of a detector or pose student, None for a classifier."""
     from edgekit.zoo import registry
     from edgekit.zoo.checkpoint import CheckpointEntry, checkpoint_spec
 
     if _is_checkpoint(student):
         spec = checkpoint_spec(student)
-        return CheckpointEntry(Path(student), spec) if spec and spec.task == "detect" else None
+        dense = spec is not None and spec.task in ("detect", "pose")
+        return CheckpointEntry(Path(student), spec) if dense else None
     entry = registry.get_entry(student)
-    return entry if entry.task == "detect" else None
+    return entry if entry.task in ("detect", "pose") else None
 
 
 def _student(config: CompressConfig, num_classes: int) -> tuple[Any, Any, bool]:
@@ -289,11 +292,6 @@ def _student(config: CompressConfig, num_classes: int) -> tuple[Any, Any, bool]:
         model, spec = load_source(config.student)
         return model, spec, True
     entry = registry.get_entry(config.student)
-    if entry.task != "classify":
-        raise UsageError(
-            f"{config.student} is a {entry.task} model; the recipe runner compresses classifiers "
-            "and detectors (pose: edgekit.train.pseudo_label.build_pose_dataset + edgekit train)"
-        )
     model = entry.create(num_classes, config.input_size, config.width)
     return model, entry.spec(model), False
 
@@ -320,7 +318,7 @@ def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) ->
     from edgekit.compress.report import write_report
     from edgekit.eval.classify import is_image_folder, read_image_folder
 
-    entry = _detection_student(config.student)
+    entry = _dense_student(config.student)
     if entry is not None:
         from edgekit.compress.detect import run_detection_recipe
 

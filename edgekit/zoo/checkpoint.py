@@ -92,7 +92,7 @@ def raw_heads(model: Any) -> Any:
     if not decode:
         return model
     heads = list(decode[0]._inbound_nodes[0].input_tensors)
-    return keras.Model(model.inputs, heads, name=f"{model.name}_raw")
+    return keras.Model(model.inputs[0], heads, name=f"{model.name}_raw")
 
 
 def _class_branches(model: Any) -> tuple[list[Any], list[Any]]:

@@ -171,8 +171,33 @@ def _ancestors(sub: SubgraphInfo, tensor: int) -> set[int]:
     return seen
 
 
+def _meets_keypoint_peaks(graph: TFLiteGraph, start: int, heat: int) -> bool | None:
+    """Whether the first tail op that combines ``start`` with another (non-constant) tensor
+    takes that tensor from the keypoint heatmaps (MoveNet's offsets, read at the keypoint
+    peaks) or not (the regression, read at the centre peak). None when nothing combines it."""
+    sub = graph.main
+    users: dict[int, list[Any]] = {}
+    for op in sub.operators:
+        for t in op.inputs:
+            users.setdefault(t, []).append(op)
+    derived, frontier = {start}, [start]
+    while frontier:
+        for op in users.get(frontier.pop(), []):
+            others = [
+                i for i in op.inputs
+                if i >= 0 and i not in derived and graph.constant(sub.tensors[i]) is None
+            ]  # fmt: skip
+            if others:
+                return any(heat in _ancestors(sub, o) for o in others)
+            new = [t for t in op.outputs if t not in derived]
+            derived.update(new)
+            frontier.extend(new)
+    return None
+
+
 def _movenet_cut(graph: TFLiteGraph) -> list[int] | None:
-    """The four head tensors (centre, regression, heatmaps, offsets) under MoveNet's decode."""
+    """The four head tensors (centre, regression, heatmaps, offsets) under a MoveNet decode:
+    Google's (ARG_MAX + GATHER_ND) or edgekit's own (ARG_MAX + ONE_HOT + SUM)."""
     sub = graph.main
     outs = [sub.tensors[i].shape for i in sub.outputs]
     if len(outs) != 1 or len(outs[0]) != 4 or outs[0][:2] != (1, 1) or outs[0][3] != 3:
@@ -183,23 +208,22 @@ def _movenet_cut(graph: TFLiteGraph) -> list[int] | None:
     sigmoids = [op.outputs[0] for op in sub.operators if op.op == "LOGISTIC"]
     center = [t for t in sigmoids if sub.tensors[t].shape[-1] == 1]
     heat = [t for t in sigmoids if sub.tensors[t].shape[-1] == k]
-    gathered = [
-        op.inputs[:2]
+    maps = [
+        op.outputs[0]
         for op in sub.operators
-        if op.op == "GATHER_ND"
-        and len(sub.tensors[op.inputs[0]].shape) == 4
-        and sub.tensors[op.inputs[0]].shape[-1] == 2 * k
+        if op.op == "CONV_2D"
+        and len(sub.tensors[op.outputs[0]].shape) == 4
+        and sub.tensors[op.outputs[0]].shape[-1] == 2 * k
     ]
-    if len(center) != 1 or len(heat) != 1 or len(gathered) != 2:
+    if len(center) != 1 or len(heat) != 1 or len(maps) != 2:
         raise UnsupportedModelError(
             "a MoveNet-like output [1, 1, K, 3], but not the four heads edgekit knows "
             f"(found {len(center)} centre and {len(heat)} keypoint heatmaps, "
-            f"{len(gathered)} gathered [1, H, W, 2K] maps)"
+            f"{len(maps)} [1, H, W, 2K] convolution outputs)"
         )
-    # offsets are gathered at the keypoint peaks (indices depend on the keypoint heatmaps);
-    # the regression at the centre peak (indices independent of them)
-    regression = [p for p, idx in gathered if heat[0] not in _ancestors(sub, idx)]
-    offsets = [p for p, idx in gathered if heat[0] in _ancestors(sub, idx)]
+    at_peaks = {m: _meets_keypoint_peaks(graph, m, heat[0]) for m in maps}
+    regression = [m for m, v in at_peaks.items() if v is False]
+    offsets = [m for m, v in at_peaks.items() if v is True]
     if len(regression) != 1 or len(offsets) != 1:
         raise UnsupportedModelError("cannot tell MoveNet's regression head from its offsets head")
     return [center[0], regression[0], heat[0], offsets[0]]
@@ -351,14 +375,16 @@ def save_imported(imported: ImportedModel, out: str | os.PathLike[str]) -> Path:
 @dataclass(frozen=True)
 class OutputAgreement:
     """One raw output, imported float vs the original's dequantized tensor, over all images,
-    in units of the original tensor's quantization step (its scale)."""
+    in units of the original tensor's quantization step (its scale; ``unit`` "steps"), or
+    absolute for a float tensor (``unit`` "absolute", ``step`` 0)."""
 
     name: str
     shape: tuple[int, ...]
     step: float
-    rmse_steps: float
-    p99_steps: float
-    max_steps: float
+    unit: str
+    rmse: float
+    p99: float
+    max: float
 
 
 @dataclass(frozen=True)
@@ -379,9 +405,10 @@ class Agreement:
     def lines(self) -> list[str]:
         out = [f"agreement with the original on {self.images} image(s):"]
         for o in self.outputs:
+            unit = f"quantization steps (step {o.step:.4g})" if o.step else "(float tensor)"
             out.append(
-                f"  {o.name} {list(o.shape)}: RMSE {o.rmse_steps:.2f}, p99 {o.p99_steps:.2f}, "
-                f"max {o.max_steps:.1f} quantization steps (step {o.step:.4g})"
+                f"  {o.name[:60]} {list(o.shape)}: RMSE {o.rmse:.3g}, p99 {o.p99:.3g}, "
+                f"max {o.max:.3g} {unit}"
             )
         out.append("  " + ", ".join(f"{k} {v:.3f}" for k, v in self.task.items()))
         return out
@@ -422,16 +449,17 @@ def agreement(imported: ImportedModel, images: Sequence[np.ndarray]) -> Agreemen
     outputs = []
     for t, d in zip(imported.cut, diffs, strict=True):
         det = details[t]
-        step = float(det["quantization"][0]) or 1.0
-        a = np.abs(np.concatenate([x.ravel() for x in d])) / step
+        step = float(det["quantization"][0])
+        a = np.abs(np.concatenate([x.ravel() for x in d])) / (step or 1.0)
         outputs.append(
             OutputAgreement(
                 name=str(det["name"]),
                 shape=tuple(int(v) for v in det["shape"]),
                 step=step,
-                rmse_steps=float(np.sqrt(np.mean(a**2))),
-                p99_steps=float(np.percentile(a, 99)),
-                max_steps=float(a.max()),
+                unit="steps" if step else "absolute",
+                rmse=float(np.sqrt(np.mean(a**2))),
+                p99=float(np.percentile(a, 99)),
+                max=float(a.max()),
             )
         )
     return Agreement(len(images), tuple(outputs), {k: float(np.mean(v)) for k, v in task.items()})

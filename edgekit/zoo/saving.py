@@ -13,6 +13,6 @@ def load_keras_model(path: str | Path) -> Any:
     """
     import keras
 
-    from edgekit.zoo import layers, pose, yolo  # noqa: F401  (registers custom layers)
+    from edgekit.zoo import layers, pose, tflite_graph, yolo  # noqa: F401  (custom layers)
 
     return keras.saving.load_model(str(path), compile=False)

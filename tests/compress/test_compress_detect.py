@@ -65,7 +65,8 @@ def _config(tmp_path: Path, people: tuple[Path, Path], stages: str, **kw) -> Com
         ("distill,qat", {}, "not supported for detectors"),
         ("finetune,int8", {}, "untrained"),
         ("distill", {"classes": ("cat",)}, "cat"),
-        ("distill", {"teacher": "teacher.keras"}, ".tflite"),
+        ("distill", {"teacher": "teacher.keras"}, "SSD checkpoint with its spec"),
+        ("distill", {"teacher": "teacher.onnx"}, "a .tflite or a .keras"),
     ],
 )
 def test_detection_recipe_refuses_what_it_cannot_do(tmp_path, people, stages, kw, match):
@@ -111,3 +112,56 @@ def test_detection_distill_structured_int8_next_to_the_teacher(tmp_path, people)
     rows = run_recipe(again, log=logs.append)
     assert [r.stage for r in rows] == ["teacher", "input", "int8"]
     assert rows[1].params == distill.params and rows[1].accuracy == pytest.approx(distill.accuracy)
+
+
+def test_imported_teacher_as_student_gets_soft_targets(tmp_path, people):
+    """The student is the teacher itself brought in by edgekit import: its classes are cut to
+    person, it is resized, and the distill stage adds the teacher's per-anchor soft targets."""
+    pytest.importorskip("tensorflow")
+    from edgekit.zoo.importer import import_tflite, save_imported
+
+    student = save_imported(import_tflite(TEACHER), tmp_path / "imported.keras")
+    logs: list[str] = []
+    cfg = _config(tmp_path, people, "distill,int8", student=str(student), width=0.35,
+                  input_size=64, videos=(), temperature=2.0)  # fmt: skip
+    results = run_recipe(cfg, log=logs.append)
+    assert [r.stage for r in results] == ["teacher", "distill", "int8"]
+    assert results[1].details["soft_teacher"].endswith("teacher_import.keras")
+    assert results[1].details["temperature"] == 2.0
+    assert any("soft targets from" in m and "T=2" in m for m in logs)
+    from edgekit.runtime.model import Model
+
+    m = Model.load(cfg.out / results[2].artifact)
+    assert m.input_size == (64, 64) and m.labels == ("person",)
+
+
+@pytest.mark.shared
+def test_pose_student_is_distilled_on_teacher_labelled_crops(tmp_path, shared):
+    """A zoo pose student, MoveNet as the teacher: person crops of real photos labelled by it,
+    each stage scored by PCK@0.1 on held-back crops labelled the same way."""
+    pytest.importorskip("tensorflow")
+    import shutil
+
+    src = shared("coco128")
+    data = tmp_path / "photos"
+    for sub in ("images", "labels"):
+        (data / sub).mkdir(parents=True)
+    for label in sorted((src / "labels").glob("*.txt"))[:24]:
+        shutil.copy(label, data / "labels" / label.name)
+        shutil.copy(src / "images" / f"{label.stem}.jpg", data / "images")
+    names = "".join(
+        f"  {i}: {n}\n" for i, n in enumerate(["person"] + [f"c{i}" for i in range(1, 80)])
+    )
+    (data / "data.yaml").write_text(f"path: .\ntrain: images\nnames:\n{names}")
+    cfg = CompressConfig(
+        student="movenet_mobilenet_v2", data=data / "data.yaml", stages="distill,int8",
+        teacher=str(shared("models", "movenet_single_pose_lightning_ptq.tflite")),
+        input_size=64, width=0.35, epochs=1, steps_per_epoch=1, eager=True, batch_size=2,
+        bench_runs=3, calib_samples=2, val_fraction=0.25, out=tmp_path / "out",
+    )  # fmt: skip
+    results = run_recipe(cfg, log=lambda m: None)
+    assert [r.stage for r in results] == ["teacher", "distill", "int8"]
+    assert all(r.metric == "PCK@0.1" for r in results)
+    assert results[0].accuracy == pytest.approx(1.0)  # the teacher's keypoints are the reference
+    assert (cfg.out / "data_pose_val" / "data.yaml").is_file()
+    assert results[2].format == "int8" and results[2].latency_ms > 0

@@ -108,7 +108,7 @@ def test_ssd_teacher_imports_within_its_quantization_error(shared, tmp_path: Pat
     assert params["scales"] == [10.0, 10.0, 5.0, 5.0] and imported.spec.labels[0] == "person"
     result = agreement(imported, _images(shared, 4))
     for out in result.outputs:  # raw outputs within about one quantization step (RMSE)
-        assert out.rmse_steps < 1.5, out
+        assert out.unit == "steps" and out.rmse < 1.5, out
     assert result.task["detections_found"] >= 0.9
     path = save_imported(imported, tmp_path / "teacher.keras")
     assert path.with_suffix(".spec.json").is_file()
@@ -125,8 +125,18 @@ def test_movenet_imports_with_edgekit_decoder(shared):
     assert "ARG_MAX" in imported.replaced_ops and "GATHER_ND" in imported.replaced_ops
     squat = cv2.cvtColor(cv2.imread(str(shared("images", "squat.bmp"))), cv2.COLOR_BGR2RGB)
     result = agreement(imported, [squat])
-    assert all(o.rmse_steps < 4.0 for o in result.outputs)
+    assert all(o.unit == "steps" and o.rmse < 4.0 for o in result.outputs)
     assert result.task["keypoints_within_0.02"] >= 0.8
+
+
+def test_edgekit_own_exports_import_too():
+    from pathlib import Path as P
+
+    assets = P(__file__).resolve().parents[2] / "edgekit" / "assets"
+    det = import_tflite(assets / "detect_default.tflite")
+    assert det.family == "ssd" and det.spec.labels == ("person",)
+    pose = import_tflite(assets / "pose_default.tflite")  # decode tail: ONE_HOT + SUM, no GATHER_ND
+    assert pose.family == "movenet" and "ONE_HOT" in pose.replaced_ops
 
 
 @pytest.mark.shared
