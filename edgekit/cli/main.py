@@ -54,7 +54,14 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekit")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's own log lines (oneDNN, CUDA, converter), hidden by default; "
+    "errors always show. Goes before the command: edgekit -v export ...",
+)
+def cli(verbose: bool) -> None:
     """edgekit: vision models from a Keras definition to a measured camera app on a
     Raspberry Pi or a Coral board.
 
@@ -65,10 +72,23 @@ def cli() -> None:
     Inspect/measure:  edgekit info model.tflite   edgekit bench a.tflite b.tflite --threads 1 2
     Build models:     edgekit models list         edgekit export NAME --format int8
     """
+    if verbose:
+        from edgekit.cli.quiet import release
+
+        release()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the CLI, turning edgekit errors into one-line messages."""
+    """Entry point: runs the CLI, turning edgekit errors into one-line messages.
+
+    TensorFlow's log lines stay hidden unless ``-v`` (:mod:`edgekit.cli.quiet`)."""
+    from edgekit.cli.quiet import quiet
+
+    with quiet():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError as exc:
