@@ -84,7 +84,8 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
     metadata says: name, description, author, licence, version, task, input size, stride),
     ``warnings`` (metadata that could not be used, labels that do not match the outputs),
     ``edgetpu_ops``, ``flex_ops``, ``edgetpu`` (the op compatibility report or ``None``),
-    ``loadable`` and ``load_error``, ``backend``.
+    ``loadable`` and ``load_error``, ``decode_error`` (set when a loaded model's decoder cannot
+    read its outputs on a blank frame), ``backend``.
 
     Raises :class:`ModelLoadError` when the file is missing or is not a readable TFLite model.
     With ``load=False`` no interpreter is created (flatbuffer and embedded files only).
@@ -117,7 +118,7 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
         labels_source = "labelmap.txt (appended)"
     warnings = list(metadata.warnings)
     loadable: bool | None = None
-    load_error = None
+    load_error = decode_error = None
     backend = None
     runtime_shapes: dict[int, list[int]] = {}
     if load:
@@ -129,6 +130,10 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
             loadable, load_error = False, str(exc)
         else:
             loadable = True
+            try:  # one blank frame through the decoder: a spec that lies shows here
+                model.check()
+            except EdgekitError as exc:
+                decode_error = str(exc)
             # Some outputs (e.g. TFLite_Detection_PostProcess's) have no static shape in the
             # file; the allocated interpreter knows it.
             for detail in (*model.input_details, *model.output_details):
@@ -176,6 +181,7 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
         "edgetpu": _edgetpu_report(graph),
         "loadable": loadable,
         "load_error": load_error,
+        "decode_error": decode_error,
         "backend": backend,
     }
 
@@ -345,4 +351,6 @@ def format_description(info: dict[str, Any]) -> str:
         )
     elif info["loadable"] is False:
         lines.append(f"loads on this machine: no - {info['load_error']}")
+    if info.get("decode_error"):
+        lines.append(f"decodes a blank frame: no - {info['decode_error']}")
     return "\n".join(lines)

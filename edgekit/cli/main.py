@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 
 import click
@@ -79,13 +80,27 @@ def cli(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the CLI, turning edgekit errors into one-line messages.
+    """Entry point: runs the CLI, turning edgekit errors into one-line messages and edgekit's
+    logged warnings into ``edgekit: warning: ...`` lines.
 
     TensorFlow's log lines stay hidden unless ``-v`` (:mod:`edgekit.cli.quiet`)."""
     from edgekit.cli.quiet import quiet
 
-    with quiet():
-        return _main(argv)
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_LineFormatter())
+    logger = logging.getLogger("edgekit")
+    logger.addHandler(handler)
+    try:
+        with quiet():
+            return _main(argv)
+    finally:
+        logger.removeHandler(handler)
+
+
+class _LineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"edgekit: {record.levelname.lower()}: {record.getMessage()}"
 
 
 def _main(argv: list[str] | None) -> int:
