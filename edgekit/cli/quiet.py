@@ -16,8 +16,10 @@ restored when the command returns. ``TF_ENABLE_ONEDNN_OPTS`` is left alone: turn
 would change numerics and training speed just to hide its start-up notice, which the filter
 drops anyway.
 
-This module is also the filter program itself (``python quiet.py``: stdin -> stdout); keep it
-standard-library only.
+When stderr is a terminal the filter reads a pseudo-terminal, so the command still sees a
+terminal (colours, progress bars, width); partial lines are passed on at once unless they may
+still become a noise line. This module is also the filter program itself (``python quiet.py``:
+stdin -> stdout); keep it standard-library only.
 """
 
 from __future__ import annotations
@@ -63,12 +65,52 @@ def is_noise(line: str) -> bool:
     return any(p.match(line) for p in NOISE)
 
 
-def _filter(stdin: Any, stdout: Any) -> None:
-    """Copy ``stdin`` to ``stdout`` line by line (bytes), without the noise lines."""
-    for raw in iter(stdin.readline, b""):
-        if not is_noise(raw.decode("utf-8", errors="replace")):
-            stdout.write(raw)
-            stdout.flush()
+# A partial line starting with one of these may still become a noise line: held until its end.
+_NOISE_FIRST = frozenset("IWETf")
+_HOLD_LIMIT = 1024
+
+
+def _filter(read: Any, write: Any) -> None:
+    """Copy bytes from ``read(n)`` to ``write(data)`` without the noise lines.
+
+    Complete lines are checked against :data:`NOISE`. A partial line is passed on at once
+    unless it could still turn into a noise line (so a progress bar redrawn with carriage
+    returns shows live); once part of a line is passed on, the rest of it follows unchecked."""
+    pending = b""
+    passing = False  # the start of the current line was already written
+    while True:
+        try:
+            chunk = read(65536)
+        except OSError:  # a pseudo-terminal whose other side closed (EIO): the end
+            chunk = b""
+        if not chunk:
+            break
+        pending += chunk
+        out = []
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if passing or not is_noise(line.decode("utf-8", errors="replace").rstrip("\r")):
+                out.append(line + b"\n")
+            passing = False
+        if pending and (
+            passing or len(pending) > _HOLD_LIMIT or chr(pending[0]) not in _NOISE_FIRST
+        ):
+            out.append(pending)
+            pending, passing = b"", True
+        if out:
+            write(b"".join(out))
+    if pending and (passing or not is_noise(pending.decode("utf-8", errors="replace"))):
+        write(pending)
+
+
+def _copy_window_size(src: int, dst: int) -> None:
+    """Give the pseudo-terminal ``dst`` the size of the terminal ``src`` (rich reads it)."""
+    import fcntl
+    import termios
+
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
 
 
 class Quiet:
@@ -129,7 +171,12 @@ class Quiet:
             return
         try:
             sys.stderr.flush()
-            read_end, write_end = os.pipe()
+            # A terminal stays a terminal (isatty, width) for what the command prints next.
+            if os.isatty(2):
+                read_end, write_end = os.openpty()
+                _copy_window_size(2, write_end)
+            else:
+                read_end, write_end = os.pipe()
             try:
                 self._proc = subprocess.Popen(
                     [sys.executable, "-I", "-S", os.path.abspath(__file__)],
@@ -199,4 +246,10 @@ if __name__ == "__main__":  # the filter process
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the command, which closes us
-    _filter(sys.stdin.buffer, sys.stdout.buffer)
+
+    def _write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(1, view) :]
+
+    _filter(lambda n: os.read(0, n), _write)

@@ -61,6 +61,68 @@ def test_the_filter_process_drops_only_noise():
     assert proc.stdout.decode().splitlines() == [*KEPT[:3], "last line without newline"]
 
 
+def test_partial_lines_pass_at_once_unless_they_may_be_noise():
+    chunks = [
+        b"\rcalibrating 1/4",  # a progress bar redrawn in place: shown as it comes
+        b"\rcalibrating 2/4",
+        b"\n",
+        b"I0000 00:00:1796398528.446446    8608 port.cc:153] one",  # held: may be noise
+        b"DNN custom operations are on.\nedgekit: err",
+        b"or: boom\n",
+        b"Traceback (most recent call last):",  # the last, unterminated line still shows
+    ]
+    events: list = []
+
+    def read(_n):
+        events.append("read")
+        return chunks.pop(0) if chunks else b""
+
+    quiet_mod._filter(read, lambda data: events.append(data))
+    writes = [e for e in events if e != "read"]
+    assert b"".join(writes) == (
+        b"\rcalibrating 1/4\rcalibrating 2/4\nedgekit: error: boom\n"
+        b"Traceback (most recent call last):"
+    )
+    assert events[:4] == ["read", b"\rcalibrating 1/4", "read", b"\rcalibrating 2/4"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pseudo-terminals")
+def test_a_terminal_stays_a_terminal():
+    import pty
+
+    code = (
+        "import os, sys\n"
+        "from edgekit.cli.quiet import Quiet\n"
+        "q = Quiet(); q.start(); q._start_filter()\n"
+        "print(os.isatty(2), os.get_terminal_size(2).columns, flush=True)\n"
+        "sys.stderr.write('I0000 00:00:1796398528.4  8608 port.cc:153] noise\\nkept\\n')\n"
+        "sys.stderr.flush(); q.stop()\n"
+    )
+    master, slave = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 123, 0, 0))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=slave, timeout=60
+    )
+    os.close(slave)
+    received = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        received += data
+    os.close(master)
+    assert proc.returncode == 0
+    assert proc.stdout.split() == [b"True", b"123"]
+    assert received.replace(b"\r", b"").splitlines() == [b"kept"]
+
+
 @pytest.mark.parametrize("argv", [["info", "--help"], ["-v", "models", "--help"]])
 def test_main_restores_everything(argv, monkeypatch, capsys):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
