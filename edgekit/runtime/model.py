@@ -273,7 +273,7 @@ def infer_spec(
 ASSUMED_COCO80 = "assumed COCO-80 (an 80-class YOLO head without labels)"
 
 
-def num_classes(spec: ModelSpec, output_details: Sequence[dict]) -> int | None:
+def _num_classes(spec: ModelSpec, output_details: Sequence[dict]) -> int | None:
     """How many classes a YOLO head or classifier outputs (``None`` for other decoders)."""
     if len(output_details) != 1:
         return None
@@ -293,7 +293,7 @@ def num_classes(spec: ModelSpec, output_details: Sequence[dict]) -> int | None:
 def assumed_labels(spec: ModelSpec, output_details: Sequence[dict]) -> tuple[str, ...]:
     """The COCO-80 names for a YOLO head with 80 classes and no labels (what such third-party
     models almost always are: Ultralytics' COCO detectors); ``()`` otherwise."""
-    if spec.labels or spec.decoder != "yolo" or num_classes(spec, output_details) != 80:
+    if spec.labels or spec.decoder != "yolo" or _num_classes(spec, output_details) != 80:
         return ()
     from edgekit.data.dataset import COCO80_NAMES
 
@@ -302,7 +302,7 @@ def assumed_labels(spec: ModelSpec, output_details: Sequence[dict]) -> tuple[str
 
 def label_mismatch(spec: ModelSpec, output_details: Sequence[dict]) -> str | None:
     """A warning when the labels do not name exactly the classes the model outputs."""
-    n = num_classes(spec, output_details)
+    n = _num_classes(spec, output_details)
     if n is None or not spec.labels:
         return None
     named = len(spec.labels) - int(spec.decoder_params.get("label_offset", 0))
