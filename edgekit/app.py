@@ -149,10 +149,12 @@ def run_app(
     *,
     announce: Callable[[str], None] | None = None,
 ) -> Any:
-    """Open the source, load the model, open the sinks and run the loop; returns ``LoopStats``.
+    """Load and check the model, open the source and the sinks, run the loop; returns
+    ``LoopStats``.
 
-    The source opens first so a wrong ``--source``/``--camera`` fails before the model loads.
-    ``announce(line)`` receives one line saying what runs (model, kind, backend, threads,
+    The model comes first and runs one blank frame through its decoder
+    (:meth:`~edgekit.runtime.model.Model.check`), so a missing, broken or undecodable model is
+    reported (exit 3) before any camera or stream is opened. ``announce(line)`` receives one line saying what runs (model, kind, backend, threads,
     source, outputs) before the first frame. The loop closes the source and sinks.
     """
     from edgekit.io import sinks as sinks_mod
@@ -162,18 +164,19 @@ def run_app(
     from edgekit.runtime.step import make_step
 
     model_path = config.model if config.model is not None else default_model(config.task)
+    labels = str(config.labels) if config.labels is not None else None
+    model = Model.load(
+        model_path,
+        backend=config.backend,
+        threads=config.threads,
+        labels=labels,
+        edgetpu_fallback=config.edgetpu_fallback,
+    )
+    _check_task(config, model)
+    model.check()
     source = open_source(config.source, camera=config.camera, reconnect=config.reconnect)
     opened: list[Any] = []
     try:
-        labels = str(config.labels) if config.labels is not None else None
-        model = Model.load(
-            model_path,
-            backend=config.backend,
-            threads=config.threads,
-            labels=labels,
-            edgetpu_fallback=config.edgetpu_fallback,
-        )
-        _check_task(config, model)
         # Resize each frame for the model in the capture thread (picamera2 sources already
         # deliver this low-res image), so inference never waits on it.
         source = LoresSource(source, model.spec.input_size, resize_mode=model.spec.resize_mode)

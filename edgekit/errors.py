@@ -43,6 +43,10 @@ class UnsupportedModelError(ModelLoadError):
     """The model loads but edgekit cannot tell what it is or how to decode it."""
 
 
+class ModelOutputError(ModelLoadError):
+    """A model's outputs cannot be decoded (wrong shapes or values for its decoder)."""
+
+
 class SourceError(EdgekitError):
     """A frame source (camera, file, stream, folder) cannot be opened or read."""
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from edgekit.core.artifact import read_embedded
 from edgekit.errors import EdgekitError, ModelLoadError
+from edgekit.runtime.model import ASSUMED_COCO80
 
 __all__ = ["describe_model", "format_description"]
 
@@ -78,14 +79,20 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
     Keys: ``path``, ``size_bytes``, ``inputs``/``outputs`` (name, shape, dtype, quantization),
     ``ops`` (histogram), ``op_count``, ``task``/``decoder``/``spec`` (``spec_source`` says
     ``embedded`` when edgekit wrote it, ``inferred`` when the runtime recognised the outputs),
-    ``labels`` (``count``, ``first``), ``edgetpu_ops``, ``flex_ops``, ``edgetpu`` (the op
-    compatibility report or ``None``), ``loadable`` and ``load_error``, ``backend``.
+    ``labels`` (``count``, ``first``, ``source``: where they came from, e.g. an Ultralytics
+    dict, a TFLite metadata label file, or "assumed COCO-80"), ``about`` (what the model's own
+    metadata says: name, description, author, licence, version, task, input size, stride),
+    ``warnings`` (metadata that could not be used, labels that do not match the outputs),
+    ``edgetpu_ops``, ``flex_ops``, ``edgetpu`` (the op compatibility report or ``None``),
+    ``loadable`` and ``load_error``, ``decode_error`` (set when a loaded model's decoder cannot
+    read its outputs on a blank frame), ``backend``.
 
     Raises :class:`ModelLoadError` when the file is missing or is not a readable TFLite model.
     With ``load=False`` no interpreter is created (flatbuffer and embedded files only).
     """
     from edgekit.runtime.flatbuffer import read_tflite
     from edgekit.runtime.interpreter import read_model_bytes
+    from edgekit.runtime.metadata import ModelMetadata, read_metadata
 
     data, name, _ = read_model_bytes(path)
     try:
@@ -102,20 +109,31 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
 
     spec = embedded.spec
     spec_source = "embedded" if spec is not None else None
+    metadata = read_metadata(data, graph) if spec is None else ModelMetadata()
     labels = tuple(embedded.labels)
+    labels_source = "edgekit spec" if spec is not None and spec.labels else ""
+    if not labels and metadata.labels:
+        labels, labels_source = metadata.labels, metadata.labels_source
+    elif labels and not labels_source:
+        labels_source = "labelmap.txt (appended)"
+    warnings = list(metadata.warnings)
     loadable: bool | None = None
-    load_error = None
+    load_error = decode_error = None
     backend = None
     runtime_shapes: dict[int, list[int]] = {}
     if load:
         try:
             from edgekit.runtime.model import Model
 
-            model = Model.load(path)
+            model = Model.load(path, log_warnings=False)
         except EdgekitError as exc:
             loadable, load_error = False, str(exc)
         else:
             loadable = True
+            try:  # one blank frame through the decoder: a spec that lies shows here
+                model.check()
+            except EdgekitError as exc:
+                decode_error = str(exc)
             # Some outputs (e.g. TFLite_Detection_PostProcess's) have no static shape in the
             # file; the allocated interpreter knows it.
             for detail in (*model.input_details, *model.output_details):
@@ -126,8 +144,12 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
             if spec is None:
                 spec, spec_source = model.spec, "inferred"
             labels = tuple(model.labels or labels)
+            labels_source = model.labels_source or labels_source
+            warnings = list(model.warnings)
     if spec is None:
-        spec, spec_source = _infer_from_graph(graph, labels, Path(path).stem)
+        spec, spec_source, assumed = _infer_from_graph(graph, labels, Path(path).stem, metadata)
+        if assumed:
+            labels, labels_source = assumed, ASSUMED_COCO80
     if spec is not None and not labels:
         labels = tuple(spec.labels)
 
@@ -145,7 +167,13 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
         "decoder": spec.decoder if spec is not None else None,
         "spec_source": spec_source,
         "spec": _spec_dict(spec) if spec is not None else None,
-        "labels": {"count": len(labels), "first": list(labels[:LABELS_SHOWN])},
+        "labels": {
+            "count": len(labels),
+            "first": list(labels[:LABELS_SHOWN]),
+            "source": labels_source if labels else "",
+        },
+        "about": {k: v for k, v in metadata.as_dict().items() if k != "warnings"},
+        "warnings": warnings,
         "embedded_files": list(embedded.names),
         "metadata": list(graph.metadata_names),
         "edgetpu_ops": graph.contains_edgetpu_ops,
@@ -153,6 +181,7 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
         "edgetpu": _edgetpu_report(graph),
         "loadable": loadable,
         "load_error": load_error,
+        "decode_error": decode_error,
         "backend": backend,
     }
 
@@ -191,9 +220,12 @@ def _details(
     return out
 
 
-def _infer_from_graph(graph: Any, labels: tuple[str, ...], name: str) -> tuple[Any, str | None]:
-    """Recognise the model from the flatbuffer's tensors alone (no interpreter)."""
-    from edgekit.runtime.model import infer_spec
+def _infer_from_graph(
+    graph: Any, labels: tuple[str, ...], name: str, metadata: Any
+) -> tuple[Any, str | None, tuple[str, ...]]:
+    """Recognise the model from the flatbuffer's tensors alone (no interpreter): its spec,
+    ``"inferred"``, and the labels assumed for it (COCO-80 for an 80-class YOLO head)."""
+    from edgekit.runtime.model import assumed_labels, infer_spec
 
     op_outputs = next(
         (
@@ -204,17 +236,19 @@ def _infer_from_graph(graph: Any, labels: tuple[str, ...], name: str) -> tuple[A
         None,
     )
     known = dict(zip(op_outputs or (), _POSTPROCESS_SHAPES, strict=False))
+    outputs = _details(graph.outputs, known)
     try:
         spec = infer_spec(
             _details(graph.inputs),
-            _details(graph.outputs, known),
+            outputs,
             labels=labels,
             postprocess_op_outputs=op_outputs,
             name=name,
+            metadata=metadata,
         )
     except (EdgekitError, ValueError):
-        return None, None
-    return spec, "inferred"
+        return None, None, ()
+    return spec, "inferred", assumed_labels(spec, outputs)
 
 
 def _shape(shape: list[int]) -> str:
@@ -228,6 +262,30 @@ def _quant(q: dict[str, Any] | None) -> str:
     if isinstance(scale, list):
         return f"per-axis({len(scale)}, axis {q.get('axis', 0)})"
     return f"scale={scale:.6g} zero_point={zp}"
+
+
+def _about_lines(about: dict[str, Any]) -> list[str]:
+    """What the model's own metadata says, as ``about:``/``licence:`` lines."""
+    if not about:
+        return []
+    source = {"ultralytics": "Ultralytics metadata", "tflite-support": "TFLite metadata"}.get(
+        about.get("source", ""), about.get("source", "metadata")
+    )
+    head = ": ".join(about[key] for key in ("name", "description") if about.get(key))
+    lines = [f"about: {head} ({source})" if head else f"about: ({source})"]
+    details = [
+        f"{key} {about[key]}"
+        for key in ("author", "version", "date", "task", "stride")
+        if about.get(key)
+    ]
+    if about.get("input_size"):
+        h, w = about["input_size"]
+        details.append(f"imgsz {h}x{w}")
+    if details:
+        lines.append("       " + ", ".join(str(d) for d in details))
+    if about.get("license"):
+        lines.append(f"licence: {about['license']}")
+    return lines
 
 
 def format_description(info: dict[str, Any]) -> str:
@@ -265,13 +323,19 @@ def format_description(info: dict[str, Any]) -> str:
     ops = info["ops"]
     lines.append(f"ops: {info['op_count']} in {info['subgraphs']} subgraph(s), {len(ops)} kinds")
     lines.append("  " + ", ".join(f"{k} x{v}" for k, v in ops.items()))
+    lines += _about_lines(info.get("about") or {})
     labels = info["labels"]
     if labels["count"]:
         first = ", ".join(repr(x) for x in labels["first"])
         more = ", ..." if labels["count"] > len(labels["first"]) else ""
-        lines.append(f"labels: {labels['count']} ({first}{more})")
+        source = labels.get("source")
+        lines.append(
+            f"labels: {labels['count']} ({first}{more})" + (f" - {source}" if source else "")
+        )
     else:
         lines.append("labels: none")
+    for warning in info.get("warnings") or ():
+        lines.append(f"warning: {warning}")
     lines.append(
         f"edge tpu ops: {'yes (compiled for the Edge TPU)' if info['edgetpu_ops'] else 'no'}"
     )
@@ -287,4 +351,6 @@ def format_description(info: dict[str, Any]) -> str:
         )
     elif info["loadable"] is False:
         lines.append(f"loads on this machine: no - {info['load_error']}")
+    if info.get("decode_error"):
+        lines.append(f"decodes a blank frame: no - {info['decode_error']}")
     return "\n".join(lines)

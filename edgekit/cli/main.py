@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 
 import click
@@ -55,7 +56,14 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekit")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's own log lines (oneDNN, CUDA, converter), hidden by default; "
+    "errors always show. Goes before the command: edgekit -v export ...",
+)
+def cli(verbose: bool) -> None:
     """edgekit: vision models from a Keras definition to a measured camera app on a
     Raspberry Pi or a Coral board.
 
@@ -67,10 +75,37 @@ def cli() -> None:
     Build models:     edgekit models list         edgekit export NAME --format int8
     Start from one:   edgekit import teacher.tflite -o teacher.keras
     """
+    if verbose:
+        from edgekit.cli.quiet import release
+
+        release()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the CLI, turning edgekit errors into one-line messages."""
+    """Entry point: runs the CLI, turning edgekit errors into one-line messages and edgekit's
+    logged warnings into ``edgekit: warning: ...`` lines.
+
+    TensorFlow's log lines stay hidden unless ``-v`` (:mod:`edgekit.cli.quiet`)."""
+    from edgekit.cli.quiet import quiet
+
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_LineFormatter())
+    logger = logging.getLogger("edgekit")
+    logger.addHandler(handler)
+    try:
+        with quiet():
+            return _main(argv)
+    finally:
+        logger.removeHandler(handler)
+
+
+class _LineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"edgekit: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError as exc:

@@ -340,6 +340,8 @@ class TFLiteGraph:
     buffer_sizes: tuple[int, ...]
     metadata_names: tuple[str, ...]
     signatures: tuple[Signature, ...] = ()
+    # buffer index of each ``metadata_names`` entry
+    metadata_buffers: tuple[int, ...] = field(default=(), repr=False, compare=False)
     # (offset, size) of each buffer's bytes inside ``data`` (size 0: no inline data)
     buffer_spans: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
     data: bytes = field(default=b"", repr=False, compare=False)
@@ -364,6 +366,14 @@ class TFLiteGraph:
         )
         n = int(np.prod(tensor.shape)) if tensor.shape else 1
         return arr.reshape(tensor.shape) if arr.size == n else arr
+
+    def metadata_buffer(self, name: str) -> bytes | None:
+        """The bytes of the metadata entry ``name`` (e.g. ``TFLITE_METADATA``), or ``None``."""
+        for key, buffer in zip(self.metadata_names, self.metadata_buffers, strict=False):
+            if key == name and 0 < buffer < len(self.buffer_spans):
+                start, size = self.buffer_spans[buffer]
+                return self.data[start : start + size] if size else None
+        return None
 
     @property
     def signature_keys(self) -> tuple[str, ...]:
@@ -555,7 +565,8 @@ def read_tflite(data: bytes) -> TFLiteGraph:
         codes = tuple(_operator_code(t) for t in model.tables(1))
         subgraphs = tuple(_subgraph(g, codes) for g in model.tables(2))
         spans = [_buffer_span(b) for b in model.tables(4)]
-        metadata = tuple(m.string(0) for m in model.tables(6))
+        metadata_tables = model.tables(6)
+        metadata = tuple(m.string(0) for m in metadata_tables)
         signatures = tuple(_signature(t) for t in model.tables(7))
         return TFLiteGraph(
             version=int(model.scalar(0, "I", 0)),
@@ -565,6 +576,7 @@ def read_tflite(data: bytes) -> TFLiteGraph:
             buffer_sizes=tuple(total for _, _, total in spans),
             metadata_names=metadata,
             signatures=signatures,
+            metadata_buffers=tuple(int(m.scalar(1, "I", 0)) for m in metadata_tables),
             buffer_spans=tuple((start, size) for start, size, _ in spans),
             data=data,
         )

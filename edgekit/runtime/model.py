@@ -20,21 +20,30 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.artifact import parse_labels, read_embedded
+from edgekit.core.artifact import LABELS_NAME, parse_labels, read_embedded
 from edgekit.core.types import COCO_KEYPOINT_NAMES, Classification, Detection, ModelSpec, Pose
-from edgekit.errors import EdgeTPUUnavailable, ModelLoadError, UnsupportedModelError
+from edgekit.errors import (
+    EdgeTPUUnavailable,
+    ModelLoadError,
+    ModelOutputError,
+    UnsupportedModelError,
+)
+from edgekit.runtime.input_domain import input_normalization
 from edgekit.runtime.interpreter import (
     BackendInfo,
     cpu_sibling,
     interpreter_from_bytes,
     read_model_bytes,
 )
+from edgekit.runtime.metadata import ModelMetadata, read_metadata
 from edgekit.runtime.preprocess import Preprocessor, dequantize
 
 __all__ = [
     "Model",
     "Prediction",
+    "assumed_labels",
     "infer_spec",
+    "label_mismatch",
     "load_labels",
     "resolve_posenet_outputs",
     "resolve_ssd_outputs",
@@ -184,23 +193,6 @@ def _postprocess_op_outputs(interpreter: Any) -> list[int] | None:
 # --- spec inference --------------------------------------------------------------------------
 
 
-def _third_party_normalization(detail: dict, kind: str) -> tuple[float, float]:
-    """(mean, std) for a third-party model: integer inputs take raw pixels (uint8) or pixels
-    shifted by 128 (int8) whatever their quantization; float inputs by model family."""
-    dtype = np.dtype(detail["dtype"])
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    if dtype.kind in "iu":
-        if not scale:
-            return (0.0, 1.0)
-        shift = 128 if dtype == np.int8 else 0
-        return (float(zero_point + shift), float(1.0 / scale))
-    if kind == "movenet":
-        return (0.0, 1.0)  # MoveNet takes 0..255
-    if kind == "yolo":
-        return (0.0, 255.0)  # Ultralytics exports take 0..1
-    return (127.5, 127.5)  # MobileNet-family classifiers, SSD, PoseNet: [-1, 1]
-
-
 def infer_spec(
     input_details: Sequence[dict],
     output_details: Sequence[dict],
@@ -208,8 +200,19 @@ def infer_spec(
     labels: Sequence[str] = (),
     postprocess_op_outputs: Sequence[int] | None = None,
     name: str = "",
+    metadata: ModelMetadata | None = None,
 ) -> ModelSpec:
-    """Recognise a third-party model from its signature and build its :class:`ModelSpec`."""
+    """Recognise a third-party model from its signature and build its :class:`ModelSpec`.
+
+    The input's float domain is the family's (:mod:`edgekit.runtime.input_domain`) unless
+    ``metadata`` declares one; an Ultralytics task edgekit cannot decode (pose, segment, obb)
+    is refused by name rather than misread as a detector."""
+    meta = metadata or ModelMetadata()
+    if meta.source == "ultralytics" and meta.task in ("pose", "segment", "obb"):
+        raise UnsupportedModelError(
+            f"an Ultralytics {meta.task} model: edgekit decodes Ultralytics detect and classify "
+            "models only"
+        )
     if len(input_details) != 1:
         raise UnsupportedModelError(f"expected one image input, found {len(input_details)}")
     inp = input_details[0]
@@ -256,13 +259,59 @@ def infer_spec(
         decoder=decoder,
         input_size=input_size,
         input_dtype=np.dtype(inp["dtype"]).name,
-        normalization=_third_party_normalization(inp, decoder),
+        normalization=input_normalization(inp, decoder, meta.normalization),
         resize_mode=mode,
         labels=labels,
         decoder_params=params,
         keypoint_names=COCO_KEYPOINT_NAMES if task == "pose" else (),
         name=name,
     )
+
+
+# --- labels of third-party models ------------------------------------------------------------
+
+ASSUMED_COCO80 = "assumed COCO-80 (an 80-class YOLO head without labels)"
+
+
+def _num_classes(spec: ModelSpec, output_details: Sequence[dict]) -> int | None:
+    """How many classes a YOLO head or classifier outputs (``None`` for other decoders)."""
+    if len(output_details) != 1:
+        return None
+    shape = _shape(output_details[0])
+    if spec.decoder == "yolo" and len(shape) == 3:
+        extra = 5 if spec.decoder_params.get("has_objectness") else 4
+        named = len(spec.labels) - int(spec.decoder_params.get("label_offset", 0))
+        if spec.labels and named + extra in shape[1:]:
+            return named  # the axis the decoder will read as channels (to_channels_first)
+        channels = min(shape[1:]) if min(shape[1:]) > extra else max(shape[1:])
+        return channels - extra
+    if spec.decoder == "classify" and shape:
+        return shape[-1]
+    return None
+
+
+def assumed_labels(spec: ModelSpec, output_details: Sequence[dict]) -> tuple[str, ...]:
+    """The COCO-80 names for a YOLO head with 80 classes and no labels (what such third-party
+    models almost always are: Ultralytics' COCO detectors); ``()`` otherwise."""
+    if spec.labels or spec.decoder != "yolo" or _num_classes(spec, output_details) != 80:
+        return ()
+    from edgekit.data.dataset import COCO80_NAMES
+
+    return COCO80_NAMES
+
+
+def label_mismatch(spec: ModelSpec, output_details: Sequence[dict]) -> str | None:
+    """A warning when the labels do not name exactly the classes the model outputs."""
+    n = _num_classes(spec, output_details)
+    if n is None or not spec.labels:
+        return None
+    named = len(spec.labels) - int(spec.decoder_params.get("label_offset", 0))
+    if named == n:
+        return None
+    more = (
+        "classes past the last label print without a name" if named < n else "extra labels unused"
+    )
+    return f"{len(spec.labels)} labels for {n} output classes ({more})"
 
 
 def _output_stride(input_h: int, map_h: int) -> int:
@@ -298,11 +347,17 @@ class Model:
         *,
         backend: BackendInfo,
         path: Path | None = None,
+        metadata: ModelMetadata | None = None,
+        labels_source: str = "",
+        warnings: Sequence[str] = (),
     ) -> None:
         self.interpreter = interpreter
         self.spec = spec
         self.backend = backend
         self.path = path
+        self.metadata = metadata or ModelMetadata()
+        self.labels_source = labels_source
+        self.warnings = tuple(warnings)
         self.input_details = interpreter.get_input_details()
         self.output_details = interpreter.get_output_details()
         if len(self.input_details) != 1:
@@ -318,9 +373,12 @@ class Model:
         fill = int(
             spec.decoder_params.get("pad_value", 114 if spec.decoder.startswith("yolo") else 0)
         )
-        self.preprocessor = Preprocessor.for_input(
-            detail, normalization=spec.normalization, resize_mode=spec.resize_mode, fill=fill
-        )
+        try:
+            self.preprocessor = Preprocessor.for_input(
+                detail, normalization=spec.normalization, resize_mode=spec.resize_mode, fill=fill
+            )
+        except ValueError as exc:
+            raise UnsupportedModelError(f"{self.name}: {exc}") from None
         self._decode = _decoder(spec)
 
     # --- construction ---------------------------------------------------------------------
@@ -336,6 +394,7 @@ class Model:
         resize_mode: str | None = None,
         importer: Callable[[str], Any] = importlib.import_module,
         edgetpu_fallback: bool = False,
+        log_warnings: bool = True,
     ) -> Model:
         """Load a ``.tflite`` model (path or bytes) and work out how to feed and decode it.
 
@@ -344,6 +403,13 @@ class Model:
         ``edgetpu_fallback``: when ``x_edgetpu.tflite`` cannot get its Edge TPU delegate and
         ``x.tflite`` lies next to it, warn once (logger ``edgekit.runtime.model``) and load that
         CPU model instead of raising :class:`EdgeTPUUnavailable`.
+
+        Labels come from ``labels``, else edgekit's embedded spec or ``labelmap.txt``, else the
+        model's own metadata (Ultralytics names, a TFLite Support label file), else the COCO-80
+        names for an 80-class YOLO head (:attr:`labels_source` says which). What the metadata
+        held but could not be used, and labels that do not match the outputs, end up in
+        :attr:`warnings`, each also logged (logger ``edgekit.runtime.model``) unless
+        ``log_warnings`` is false.
         """
         data, name, p = read_model_bytes(path)
         try:
@@ -370,19 +436,29 @@ class Model:
                 labels=labels,
                 resize_mode=resize_mode,
                 importer=importer,
+                log_warnings=log_warnings,
             )
         try:
             embedded = read_embedded(data)
         except ValueError as exc:
             raise ModelLoadError(f"{name}: embedded edgekit spec is malformed ({exc})") from None
-        label_list = load_labels(labels) if labels is not None else embedded.labels
+        metadata = read_metadata(data) if embedded.spec is None else ModelMetadata()
+        warnings = list(metadata.warnings)
+        if labels is not None:
+            label_list, labels_source = load_labels(labels), _labels_source_of(labels)
+        elif embedded.labels:
+            label_list = embedded.labels
+            spec_labels = embedded.spec is not None and bool(embedded.spec.labels)
+            labels_source = "edgekit spec" if spec_labels else f"{LABELS_NAME} (appended)"
+        else:
+            label_list, labels_source = metadata.labels, metadata.labels_source
         outputs = interpreter.get_output_details()
         op_outputs = _postprocess_op_outputs(interpreter)
         stem = p.stem if p is not None else ""
         try:
             if embedded.spec is not None:
                 spec = embedded.spec
-                if labels is not None:
+                if labels is not None or (label_list and not spec.labels):
                     spec = dataclasses.replace(spec, labels=label_list)
                 spec = _complete_spec(spec, outputs, op_outputs)
             else:
@@ -392,9 +468,14 @@ class Model:
                     labels=label_list,
                     postprocess_op_outputs=op_outputs,
                     name=stem,
+                    metadata=metadata,
                 )
         except UnsupportedModelError as exc:
             raise UnsupportedModelError(f"{name}: {exc}") from None
+        assumed = assumed_labels(spec, outputs)
+        if assumed:
+            spec, labels_source = dataclasses.replace(spec, labels=assumed), ASSUMED_COCO80
+        warnings += _consistency_warnings(spec, outputs, metadata)
         if resize_mode is not None:
             if resize_mode not in ("resize", "letterbox"):
                 raise ModelLoadError(
@@ -403,9 +484,25 @@ class Model:
             spec = dataclasses.replace(spec, resize_mode=resize_mode)
         if not spec.name and stem:
             spec = dataclasses.replace(spec, name=stem)
-        return cls(interpreter, spec, backend=info, path=p)
+        if log_warnings:
+            for line in warnings:
+                logging.getLogger(__name__).warning("%s: %s", name, line)
+        return cls(
+            interpreter,
+            spec,
+            backend=info,
+            path=p,
+            metadata=metadata,
+            labels_source=labels_source if spec.labels else "",
+            warnings=warnings,
+        )
 
     # --- properties -----------------------------------------------------------------------
+    @property
+    def display_name(self) -> str:
+        """The model's file path (or name) as error messages show it."""
+        return str(self.path) if self.path is not None else self.name
+
     @property
     def name(self) -> str:
         return self.spec.name or (self.path.stem if self.path else "model")
@@ -434,11 +531,19 @@ class Model:
         return self.preprocessor(image_rgb)
 
     def invoke(self, input_tensor: np.ndarray) -> list[np.ndarray]:
-        """Run the interpreter; returns the raw (possibly quantized) outputs in output order."""
+        """Run the interpreter; returns the raw (possibly quantized) outputs in output order.
+
+        An interpreter failure is a :class:`ModelLoadError` naming the model."""
         it = self.interpreter
-        it.set_tensor(self._input_index, input_tensor)
-        it.invoke()
-        return [it.get_tensor(i) for i in self._output_indices]
+        try:
+            it.set_tensor(self._input_index, input_tensor)
+            it.invoke()
+            return [it.get_tensor(i) for i in self._output_indices]
+        except (RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[:1] or [type(exc).__name__]
+            raise ModelLoadError(
+                f"{self.display_name}: the interpreter failed: {first[0]}"
+            ) from exc
 
     def dequantize(self, outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Raw outputs -> float32 (integer outputs dequantized with their scale/zero point)."""
@@ -469,7 +574,10 @@ class Model:
             if max_results is not None
             else int(params.get("max_results", DEFAULT_MAX[task]))
         )
-        result = self._decode(self, self.dequantize(outputs), score, iou, limit)
+        try:
+            result = self._decode(self, self.dequantize(outputs), score, iou, limit)
+        except (ValueError, IndexError, KeyError, TypeError, ArithmeticError) as exc:
+            raise self._output_error(exc) from exc
         if task == "detect":
             return Prediction(detections=_map_detections(result, transform))
         if task == "pose":
@@ -481,6 +589,68 @@ class Model:
         """preprocess -> invoke -> postprocess (keyword arguments go to :meth:`postprocess`)."""
         tensor, transform = self.preprocess(image_rgb)
         return self.postprocess(self.invoke(tensor), transform, **kwargs)
+
+    def check(self) -> None:
+        """Run one blank frame through the model and its decoder, so that outputs the decoder
+        cannot read fail now (:class:`~edgekit.errors.ModelOutputError`), before any camera
+        or video is opened, rather than at the first frame."""
+        h, w = self.input_size
+        self.predict(np.full((h, w, 3), 114, np.uint8))
+
+    def _output_error(self, exc: BaseException) -> ModelOutputError:
+        """``exc`` raised while decoding, as one line naming the model and the output."""
+        if isinstance(exc, KeyError):
+            text = f"missing {exc.args[0]!r}" if exc.args else "missing key"
+        else:
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        n = len(self.output_details)
+        roles = {k: i for k, i in _output_roles(self.spec, n).items() if 0 <= i < n}
+        named = {i for role, i in roles.items() if re.search(rf"\b{re.escape(role)}\b", text)}
+        picks = sorted(named) if len(named) == 1 else sorted(set(roles.values()) or range(n))
+        which = ", ".join(_describe_output(i, self.output_details[i]) for i in picks)
+        noun = "output" if len(picks) == 1 else "outputs"
+        return ModelOutputError(
+            f"{self.display_name}: cannot decode {noun} {which} with the {self.spec.decoder} "
+            f"decoder: {text}"
+        )
+
+
+def _output_roles(spec: ModelSpec, n: int) -> dict[str, int]:
+    """Role -> output position for the decoder's named outputs (all outputs when unknown)."""
+    pos = spec.decoder_params.get("outputs")
+    if isinstance(pos, dict) and pos:
+        return {str(k): v for k, v in pos.items() if isinstance(v, int)}
+    return {"output": 0} if n == 1 else {f"output {i}": i for i in range(n)}
+
+
+def _describe_output(i: int, detail: dict) -> str:
+    dtype = np.dtype(detail.get("dtype", np.float32)).name
+    return f"{i} {_name(detail)!r} {list(_shape(detail))} {dtype}"
+
+
+def _labels_source_of(labels: str | os.PathLike[str] | Sequence[str]) -> str:
+    return f"label file {labels}" if isinstance(labels, (str, os.PathLike)) else "given"
+
+
+def _consistency_warnings(
+    spec: ModelSpec, outputs: Sequence[dict], metadata: ModelMetadata
+) -> list[str]:
+    """What the model's metadata and labels say that its outputs contradict."""
+    out = []
+    mismatch = label_mismatch(spec, outputs)
+    if mismatch:
+        out.append(mismatch)
+    if metadata.task and metadata.task != spec.task:
+        out.append(
+            f"its metadata says task {metadata.task!r}, its outputs are a {spec.task} model's"
+        )
+    if metadata.input_size and tuple(metadata.input_size) != tuple(spec.input_size):
+        h, w = metadata.input_size
+        out.append(
+            f"its metadata says input {h}x{w}, the input tensor is "
+            f"{spec.input_size[0]}x{spec.input_size[1]} (the tensor is used)"
+        )
+    return out
 
 
 # --- decoding --------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Normalization (``x = (pixel - mean) / std``) followed by quantization
 (``q = round(x / scale) + zero_point``) is a function of the pixel value alone, so it is
 precomputed as a 256-entry table and applied with ``cv2.LUT`` (one pass, no float
-intermediates). When that table is the identity on uint8 (the usual case for uint8 models that
-take raw pixels) the resized image is used as is.
+intermediates). When raw pixels are exact for that composition (:func:`raw_pixels_exact`, e.g.
+a uint8 input quantized over exactly the model's float domain) the resized image is used as is.
 
 RGB in, RGB out: no channel swap happens here.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from edgekit.core.letterbox import Transform, make_transform
 
-__all__ = ["Preprocessor", "dequantize", "input_lut", "quantize"]
+__all__ = ["Preprocessor", "dequantize", "input_lut", "quantize", "raw_pixels_exact"]
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype | type) -> np.ndarray:
@@ -39,13 +39,38 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (arr.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
 
+def raw_pixels_exact(
+    normalization: tuple[float, float], dtype: np.dtype | type, scale: float, zero_point: int
+) -> bool:
+    """True when feeding raw pixels (``p`` as uint8, ``p - 128`` as int8) is exact: for every
+    pixel it is a correctly rounded (and saturated) quantization of ``(p - mean) / std``, ties
+    either way. Old uint8 models declared ``real = (q - 128) / 128`` for a ``[-1, 1]`` domain
+    are not: their top pixels are a whole step off."""
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.uint8), np.dtype(np.int8)) or not scale:
+        return False
+    mean, std = normalization
+    pixels = np.arange(256, dtype=np.float64)
+    info = np.iinfo(dt)
+    ideal = np.clip((pixels - mean) / std / scale + zero_point, info.min, info.max)
+    raw = pixels + info.min  # uint8: p, int8: p - 128
+    return bool(np.all(np.abs(ideal - raw) <= 0.5 + 1e-3))  # float32 scales: not exactly 2/255
+
+
 def input_lut(
     normalization: tuple[float, float], dtype: np.dtype | type, scale: float, zero_point: int
 ) -> np.ndarray | None:
-    """The 256-entry table pixel -> tensor value, or ``None`` when it is the identity (uint8)."""
+    """The 256-entry table pixel -> tensor value, or ``None`` when it is the identity (uint8).
+
+    Raw pixels (identity for uint8, ``p - 128`` for int8) are used when they are exact
+    (:func:`raw_pixels_exact`), so a quantization whose zero point sits half a step off does
+    not merge neighbouring pixels by round-half-to-even."""
+    dt = np.dtype(dtype)
+    if raw_pixels_exact(normalization, dt, scale, zero_point):
+        return None if dt == np.uint8 else (np.arange(256) - 128).astype(np.int8)
     mean, std = normalization
     x = (np.arange(256, dtype=np.float64) - mean) / std
-    lut = quantize(x, scale, zero_point, dtype)
+    lut = quantize(x, scale, zero_point, dt)
     if lut.dtype == np.uint8 and np.array_equal(lut, np.arange(256)):
         return None
     return lut

@@ -36,6 +36,13 @@ def model_bytes() -> bytes:
 
 
 @pytest.fixture(scope="module")
+def task() -> str:
+    """The command that runs ``model``: the model is checked before the source is opened, so
+    source errors show only with a command of the model's own task."""
+    return "detect" if SSD.is_file() else "classify"
+
+
+@pytest.fixture(scope="module")
 def model(model_bytes, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "model.tflite"
     path.write_bytes(model_bytes)
@@ -90,23 +97,35 @@ def test_not_a_model(command, tmp_path):
     assert "not a TFLite model" in line
 
 
-def test_unreadable_video(model, tmp_path):
+def test_unreadable_video(model, task, tmp_path):
     fake = tmp_path / "clip.mp4"
     fake.write_text("this is a text file with a video name\n")
-    line = assert_one_line_error(["detect", "--model", model, "--source", fake, "--no-display"], 4)
+    line = assert_one_line_error([task, "--model", model, "--source", fake, "--no-display"], 4)
     assert str(fake) in line
 
 
-def test_camera_that_does_not_exist(model):
-    line = assert_one_line_error(["detect", "--model", model, "--camera", "7", "--no-display"], 4)
+def test_camera_that_does_not_exist(model, task):
+    line = assert_one_line_error([task, "--model", model, "--camera", "7", "--no-display"], 4)
     assert "camera 7" in line
 
 
-def test_source_path_that_does_not_exist(model, tmp_path):
+def test_source_path_that_does_not_exist(model, task, tmp_path):
     missing = tmp_path / "missing" / "clip.mp4"
     assert_one_line_error(
-        ["pose", "--model", model, "--source", missing, "--no-display"], 4, mentions=str(missing)
+        [task, "--model", model, "--source", missing, "--no-display"], 4, mentions=str(missing)
     )
+
+
+def test_the_model_is_checked_before_the_camera_opens(tmp_path):
+    missing = tmp_path / "missing.tflite"
+    line = assert_one_line_error(["detect", "--model", missing, "--camera", "--no-display"], 3)
+    assert str(missing) in line and "camera" not in line
+
+
+def test_a_model_of_another_task_is_reported_before_the_source(model, tmp_path):
+    missing = tmp_path / "missing" / "clip.mp4"
+    line = assert_one_line_error(["pose", "--model", model, "--source", missing, "--no-display"], 2)
+    assert "not a pose model" in line
 
 
 def test_no_model_and_no_default():

@@ -82,7 +82,7 @@ def test_embedded_spec_is_reported(shared, tmp_path):
     info = describe_model(path)
     assert info["spec_source"] == "embedded"
     assert info["spec"]["name"] == "my_ssd" and info["spec"]["version"] == "1.2"
-    assert info["labels"] == {"count": 3, "first": ["a", "b", "c"]}
+    assert info["labels"] == {"count": 3, "first": ["a", "b", "c"], "source": "edgekit spec"}
     assert "edgekit_spec.json" in info["embedded_files"]
 
 

@@ -236,7 +236,7 @@ def test_infer_spec_recognises_each_kind():
         (300, 300),
         "resize",
     )
-    assert ssd.normalization == (128.0, 128.0)
+    assert ssd.normalization == (127.5, 127.5)  # SSD's float domain [-1, 1], then quantized
     mv = infer_spec([detail("in", (1, 192, 192, 3), np.uint8)], [detail("kp", (1, 1, 17, 3))])
     assert (mv.decoder, mv.normalization, len(mv.keypoint_names)) == ("movenet", (0.0, 1.0), 17)
     pn = infer_spec(
