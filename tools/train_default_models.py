@@ -1,42 +1,45 @@
 #!/usr/bin/env python
 """Reproduce edgekit's shipped default models (``edgekit/assets/{detect,pose}_default.tflite``).
 
-Both are students distilled from third-party teachers on ``../shared/data`` (no download):
+Both start from their teachers, brought in by ``edgekit import`` (no download; everything from
+``../shared/data``), and are compressed by ``edgekit compress`` on the 3,629 photos of
+``people/train`` (human person boxes); ``people/valid`` (822 photos) is only ever scored on:
 
-- detect: ``ssdlite_mobilenet_v2`` (width 1.0, 224², 1 class ``person``), trained on the
-  teacher's person boxes (SSD MobileNet V1 COCO, score >= 0.5) merged with coco128's human
-  person boxes (human labels win) on coco128's TRAIN split (``split_dataset(ds, 0.2, seed 0)``;
-  the 20 held-back images are never seen; each repeated 4x) plus every 3rd frame of
-  ``video/vtest.avi``, with 2x2 mosaics for half of the training images.
-  Exported full int8 with ``TFLite_Detection_PostProcess`` (NMS) inside, spec + labels embedded.
-- pose: ``movenet_mobilenet_v2`` (width 1.0, 128²), trained on square person crops (human and
-  teacher boxes, enlarged 1.3x) of the same images and frames, labelled by MoveNet SinglePose
-  Lightning (keypoints scoring >= 0.3), then fine-tuned with the coco128 crops weighted 4x.
-  Exported full int8, spec embedded.
+- detect: SSD MobileNet V1 COCO (TF1, uint8, 300²) imported, its 90 classes cut to ``person``,
+  input 224², trained on the human boxes + the teacher's extra boxes (score >= 0.5) + the
+  teacher's per-anchor person scores at temperature T (``distill``), then 25 % of its private
+  channels removed and fine-tuned (``structured``), full int8 with NMS inside.
+- pose: MoveNet SinglePose Lightning (int8, 192²) imported, input 128², trained on square crops
+  of the people in ``people/train`` labelled by MoveNet itself (``distill``), thinned and
+  fine-tuned, full int8 with the decode tail kept float.
 
-Both backbones start from ImageNet weights: the MobileNetV2 1.0 convolutions are read out of
-``models/mobilenet_v2_1.0_224_quant.tflite`` (:mod:`edgekit.train.tflite_init`); heads start
-from scratch. Then the teachers and students are evaluated on the held-back images in one run
-(``edgekit eval`` code, ``edgekit bench`` code, 1 thread) and ``report.json`` is written.
+The from-scratch zoo route (an SSDLite / MoveNet-style MobileNetV2 initialised from ImageNet,
+the previous defaults' architecture) is trained on the same data with the same epochs, as the
+second row of each card (``zoo`` stage). ``evaluate`` scores teachers and students in one run:
+``edgekit eval`` on ``people/valid`` (person AP50) and on its MoveNet-labelled person crops
+(PCK@0.1; plus the human truths of ``images/tfex_pose``), one ``edgekit bench`` run (1 thread);
+``video`` compares teacher and student frame by frame on ``video/one-by-one-person-detection.mp4``.
 
-Stages (each resumable; a finished stage is skipped, training resumes from its checkpoint):
-label -> init -> train -> export -> evaluate -> install (copies into edgekit/assets).
+Stages (each skipped when its output exists, so a stopped run continues where it was):
+data -> import -> detect -> pose -> zoo -> evaluate -> video -> install.
 
-    .venv/bin/python tools/train_default_models.py --stages label,init,train,export,evaluate,install
-        # full run: ~75 min on a 2-core CPU, minutes on a GPU (figures: models/*.md)
-    .venv/bin/python tools/train_default_models.py --quick --out /tmp/q   # CI smoke run, ~75 s
+    .venv/bin/python tools/train_default_models.py                  # everything but install
+    .venv/bin/python tools/train_default_models.py --stages install # copy into edgekit/assets
+    .venv/bin/python tools/train_default_models.py --quick --out /tmp/q   # CI smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import json
-import logging
-import shutil
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -45,75 +48,63 @@ ASSETS = ROOT / "edgekit" / "assets"
 DET_TEACHER = "models/coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
 POSE_TEACHER = "models/movenet_single_pose_lightning_ptq.tflite"
 BACKBONE_TFLITE = "models/mobilenet_v2_1.0_224_quant.tflite"
-VAL_FRACTION, SEED = 0.2, 0  # the held-back split of coco128 (docs/benchmarks.md "Evaluation")
+VIDEO = "video/one-by-one-person-detection.mp4"
+STAGES = ("data", "import", "detect", "pose", "zoo", "evaluate", "video", "install")
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Every knob of one reproduction (``--quick`` shrinks them for CI)."""
 
-    every_n: int = 3  # video frames: every n-th
-    max_frames: int | None = None
-    max_labelled: int | None = None
-    det_model: str = "ssdlite_mobilenet_v2"
     det_img: int = 224
-    det_width: float = 1.0
-    det_epochs: int = 30
+    det_epochs: int = 10
+    det_ft_epochs: int = 5
+    det_thin: float = 0.25
+    det_lr: float = 5e-4
+    det_ft_lr: float = 2e-4
     det_batch: int = 16
-    det_lr: float = 2e-3
-    det_freeze: str | None = "10"
-    det_repeat: int = 4  # each labelled coco128 photo appears 4x next to the 265 video frames
-    det_mosaic: float = 0.5  # 2x2 mosaics: people at more scales (AP50 0.11 -> 0.19, card)
-    det_score: float = 0.3  # default score threshold embedded in the exported spec
-    # phase 2: fine-tune everything on the labelled images repeated + fewer video frames
-    det_ft_epochs: int = 0  # off: 6 epochs did not help (models/detect_default.md)
-    det_ft_lr: float = 5e-4
-    det_ft_freeze: str | None = "6"
-    det_ft_repeat: int = 4
-    det_ft_every_n: int = 6
-    pose_model: str = "movenet_mobilenet_v2"
+    temperature: float = 2.0  # soft targets: sigmoid(z / T); see models/detect_default.md
+    distill_weight: float = 1.0
+    det_score: float = 0.4  # default score threshold embedded in the shipped detector's spec
     pose_img: int = 128
-    pose_width: float = 1.0
-    pose_epochs: int = 20
-    pose_batch: int = 16
-    pose_lr: float = 2e-3
-    pose_freeze: str | None = "6"
-    # phase 2: fine-tune everything, crops from the labelled photos x repeat + every n-th video crop
-    pose_ft_epochs: int = 12
-    pose_ft_lr: float = 5e-4
-    pose_ft_freeze: str | None = None
-    pose_ft_repeat: int = 4
-    pose_ft_every_n: int = 3
-    crop_size: int = 192
-    crop_min_px: float = 40.0
+    pose_epochs: int = 10
+    pose_ft_epochs: int = 5
+    pose_thin: float = 0.3
+    pose_lr: float = 5e-4
+    pose_ft_lr: float = 2e-4
+    pose_batch: int = 32
+    zoo_det_lr: float = 2e-3
+    zoo_pose_lr: float = 2e-3
+    max_images: int | None = None  # only the first N photos of each split (quick runs)
     steps_per_epoch: int | None = None
-    calib_samples: int = 100
-    init_images: int = 32  # images for the BatchNorm statistics of the copied backbone
+    calib_samples: int = 64
     bench_runs: int = 100
+    seed: int = 0
+    eval_threads: int = 2
+    video_every: int = 1  # every n-th frame of the video
+    agree_images: int = 40  # people/valid photos the imported teachers are compared on
     eager: bool = False
+
+    def __post_init__(self) -> None:
+        if self.det_epochs < 1 or self.pose_epochs < 1:
+            raise ValueError("epochs must be >= 1")
 
 
 QUICK = Recipe(
-    every_n=40,
-    max_frames=3,
-    max_labelled=6,
     det_img=96,
     det_epochs=1,
+    det_ft_epochs=1,
     det_batch=2,
-    det_ft_epochs=0,
-    det_ft_repeat=2,
-    det_ft_every_n=80,
-    pose_img=96,
+    pose_img=64,
     pose_epochs=1,
-    pose_batch=2,
     pose_ft_epochs=1,
-    pose_ft_repeat=2,
-    crop_size=96,
-    crop_min_px=24.0,
+    pose_batch=2,
+    max_images=6,
     steps_per_epoch=1,
     calib_samples=2,
-    init_images=2,
     bench_runs=3,
+    video_every=200,
+    agree_images=2,
     eager=True,
 )
 
@@ -122,257 +113,243 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def done(path: Path) -> bool:
-    return path.exists()
+# ------------------------------------------------------------------------------------- data
+def stage_data(data: Path, out: Path, r: Recipe) -> dict[str, Path]:
+    """YOLO data.yaml files for people/train and people/valid (the first ``max_images`` of
+    each, linked, in quick runs)."""
+    folder = out / "data"
+    paths = {}
+    for split in ("train", "valid"):
+        src = data / "people" / split
+        yaml_path = folder / f"people_{split}" / "data.yaml"
+        paths[split] = yaml_path
+        if yaml_path.is_file():
+            continue
+        root = src
+        if r.max_images:
+            root = yaml_path.parent
+            for sub in ("images", "labels"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            for img in sorted((src / "images").iterdir())[: r.max_images]:
+                label = src / "labels" / f"{img.stem}.txt"
+                for s, d in (
+                    (img, root / "images" / img.name),
+                    (label, root / "labels" / label.name),
+                ):
+                    if not d.exists():
+                        os.symlink(s, d)
+        yaml_path.parent.mkdir(parents=True, exist_ok=True)
+        yaml_path.write_text(f"path: {root}\ntrain: images\nnames: [person]\n")
+        log(f"data: {yaml_path}")
+    return paths
 
 
-# ----------------------------------------------------------------------------------- label
-def stage_label(data: Path, out: Path, r: Recipe) -> None:
-    from edgekit.data import read_dataset, split_dataset
-    from edgekit.train.pseudo_label import (
-        build_detection_dataset,
-        build_pose_dataset,
-        person_crops,
+# ----------------------------------------------------------------------------------- import
+def stage_import(data: Path, out: Path, r: Recipe) -> dict[str, Path]:
+    """Both teachers as float Keras checkpoints, with their agreement with the originals."""
+    import cv2
+
+    from edgekit.zoo.importer import agreement, import_tflite, save_imported
+
+    folder = out / "teachers"
+    targets = {"detect": folder / "detect.keras", "pose": folder / "pose.keras"}
+    report = folder / "agreement.json"
+    if all(p.is_file() for p in targets.values()) and report.is_file():
+        return targets
+    photos = sorted((data / "people" / "valid" / "images").glob("*.jpg"))[: r.agree_images]
+    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in photos]
+    rows = {}
+    for task, teacher in (("detect", DET_TEACHER), ("pose", POSE_TEACHER)):
+        imported = import_tflite(data / teacher, name=f"edgekit_{task}_default")
+        save_imported(imported, targets[task])
+        rows[task] = {"describe": imported.describe(), **agreement(imported, images).to_dict()}
+        log(f"import: {imported.describe().splitlines()[0]}")
+    report.write_text(json.dumps(rows, indent=2))
+    return targets
+
+
+# ------------------------------------------------------------------------------ compression
+def _compress(**config: Any) -> Path:
+    """Run one ``edgekit compress`` recipe (skipped when its report exists); the last stage's
+    artifact."""
+    from edgekit.compress.recipe import CompressConfig, run_recipe
+
+    folder = Path(config["out"])
+    report = folder / "report.json"
+    if not report.is_file():
+        log(f"compress: {folder.name}: {config['stages']} ({config['student']})")
+        run_recipe(CompressConfig(**config), log=log)
+    stages = json.loads(report.read_text())["stages"]
+    return folder / stages[-1]["artifact"]
+
+
+def _common(r: Recipe, paths: dict[str, Path]) -> dict[str, Any]:
+    return {
+        "seed": r.seed,
+        "data": paths["train"],
+        "val_data": paths["valid"],
+        "bench_runs": r.bench_runs,
+        "calib_samples": r.calib_samples,
+        "steps_per_epoch": r.steps_per_epoch,
+        "eager": r.eager,
+        "threads": 1,
+    }
+
+
+def stage_detect(data: Path, out: Path, r: Recipe, paths: dict, teachers: dict) -> Path:
+    return _compress(
+        student=str(teachers["detect"]),
+        teacher=str(data / DET_TEACHER),
+        stages=f"distill,structured:{r.det_thin:g},int8",
+        classes=("person",),
+        input_size=r.det_img,
+        epochs=r.det_epochs,
+        finetune_epochs=r.det_ft_epochs,
+        batch_size=r.det_batch,
+        learning_rate=r.det_lr,
+        finetune_learning_rate=r.det_ft_lr,
+        temperature=r.temperature,
+        distill_weight=r.distill_weight,
+        out=out / "detect",
+        **_common(r, paths),
     )
 
-    coco = read_dataset(data / "coco128", "yolo")
-    train, val = split_dataset(coco, VAL_FRACTION, SEED)
-    if r.max_labelled:
-        train, val = train.subset(range(r.max_labelled)), val.subset(range(r.max_labelled))
 
-    def label_detections(folder: Path, every_n: int, repeat: int) -> None:
-        build_detection_dataset(
-            folder,
-            data / DET_TEACHER,
-            labelled=train,
-            videos=[data / "video" / "vtest.avi"],
-            every_n=every_n,
-            max_frames=r.max_frames,
-            classes=("person",),
-            score_threshold=0.5,
-            repeat_labelled=repeat,
-        )
-
-    det_dir = out / "data_detect"
-    if not done(det_dir / "data.yaml"):
-        log(f"label: detector teacher on {len(train)} coco128 train images + vtest frames")
-        label_detections(det_dir, r.every_n, r.det_repeat)
-    ft_dir = out / "data_detect_ft"
-    if r.det_ft_epochs and not done(ft_dir / "data.yaml"):
-        log(f"label: fine-tune set: {len(train)} train images x{r.det_ft_repeat} + vtest frames")
-        label_detections(ft_dir, r.det_ft_every_n, r.det_ft_repeat)
-    pose_dir = out / "data_pose"
-    if not done(pose_dir / "data.yaml"):
-        det = read_dataset(det_dir / "data.yaml", "yolo")
-        once = [i for i, rec in enumerate(det.images) if not rec.path.name.startswith("labelled_r")]
-        crops = person_crops(det.subset(once), min_size_px=r.crop_min_px, human=False)
-        log(f"label: MoveNet teacher on {len(crops)} person crops")
-        build_pose_dataset(pose_dir, data / POSE_TEACHER, crops, size=r.crop_size)
-    ft_pose = out / "data_pose_ft"
-    if r.pose_ft_epochs and not done(ft_pose / "data.yaml"):
-        from edgekit.train.pseudo_label import reweight_dataset
-
-        crops = read_dataset(pose_dir / "data.yaml", "yolo")
-        video = [rec for rec in crops.images if "_video_" in rec.path.name]
-        keep_video = {rec.path for rec in video[:: r.pose_ft_every_n]}
-
-        def copies(rec):
-            if "_video_" in rec.path.name:
-                return 1 if rec.path in keep_video else 0
-            return r.pose_ft_repeat
-
-        ds = reweight_dataset(crops, ft_pose, copies)
-        log(f"label: pose fine-tune set: {len(ds)} crops")
-    val_dir = out / "data_pose_val"
-    if not done(val_dir / "data.yaml"):
-        crops = person_crops(val, min_size_px=r.crop_min_px, human=True)
-        log(f"label: MoveNet teacher on {len(crops)} held-back person crops (pose GT)")
-        build_pose_dataset(
-            val_dir, data / POSE_TEACHER, crops, size=r.crop_size, image_format="png"
-        )
+def stage_pose(data: Path, out: Path, r: Recipe, paths: dict, teachers: dict) -> Path:
+    return _compress(
+        student=str(teachers["pose"]),
+        teacher=str(data / POSE_TEACHER),
+        stages=f"distill,structured:{r.pose_thin:g},int8",
+        input_size=r.pose_img,
+        epochs=r.pose_epochs,
+        finetune_epochs=r.pose_ft_epochs,
+        batch_size=r.pose_batch,
+        learning_rate=r.pose_lr,
+        finetune_learning_rate=r.pose_ft_lr,
+        out=out / "pose",
+        **_common(r, paths),
+    )
 
 
-# ------------------------------------------------------------------------------------ init
-def stage_init(data: Path, out: Path, task: str, r: Recipe) -> Path:
-    """A zoo model built as ``train`` builds it, backbone copied from the ImageNet .tflite."""
-    target = out / f"init_{task}.keras"
-    if done(target):
-        return target
+def _imagenet_init(data: Path, out: Path, task: str, r: Recipe) -> Path:
+    """A zoo model as ``train`` builds it, its MobileNetV2 backbone read from the ImageNet
+    .tflite (:mod:`edgekit.train.tflite_init`)."""
     from edgekit.train.tflite_init import calibration_images, mobilenet_v2_from_tflite
     from edgekit.zoo.registry import get_entry
 
-    if task == "detect":
-        entry, size, width, kw, n = get_entry(r.det_model), r.det_img, r.det_width, {}, 1
-        images = sorted((out / "data_detect" / "images").glob("*.jpg"))
-    else:
-        entry, size, width, kw, n = get_entry(r.pose_model), r.pose_img, r.pose_width, None, None
-        kw = {"decode": False}
-        images = sorted((out / "data_pose" / "images").glob("*.jpg"))
-    model = entry.create(n, (size, size), width, **kw)
-    n = r.init_images
-    calib = calibration_images(images[:: max(1, len(images) // n)], (size, size), n)
-    count = mobilenet_v2_from_tflite(model, data / BACKBONE_TFLITE, calib)
-    model.save(target)
-    log(f"init: {task}: {count} backbone layers from {BACKBONE_TFLITE} -> {target.name}")
-    return target
-
-
-# ----------------------------------------------------------------------------------- train
-def stage_train(out: Path, task: str, init: Path, r: Recipe, phase: str = "") -> Path:
-    """Train one phase ("" = the first; "ft" = the detector's fine-tune phase)."""
-    from edgekit.train.config import TrainConfig
-    from edgekit.train.fit import train
-
-    run = out / f"run_{task}{'_' + phase if phase else ''}"
-    # The detector keeps its last epoch: its monitoring split is mostly video frames, and the
-    # epoch that scores best there scored worse on photos (held-back AP50 0.117 vs 0.169, card).
-    keep = "last.keras" if phase == "ft" or task == "detect" else "best.keras"
-    if done(run / keep) and done(run / "FINISHED"):
-        return run / keep
-    det = task == "detect"
-    epochs = r.det_epochs if det else r.pose_epochs
-    data = out / ("data_detect" if det else "data_pose") / "data.yaml"
-    lr = r.det_lr if det else r.pose_lr
-    freeze = r.det_freeze if det else r.pose_freeze
-    if phase == "ft" and det:
-        epochs, lr, freeze = r.det_ft_epochs, r.det_ft_lr, r.det_ft_freeze
-        data = out / "data_detect_ft" / "data.yaml"
-    elif phase == "ft":
-        epochs, lr, freeze = r.pose_ft_epochs, r.pose_ft_lr, r.pose_ft_freeze
-        data = out / "data_pose_ft" / "data.yaml"
-    cfg = TrainConfig(
-        model=r.det_model if det else r.pose_model,
-        data=data,
-        format="yolo",
-        epochs=epochs,
-        batch=r.det_batch if det else r.pose_batch,
-        img=r.det_img if det else r.pose_img,
-        width=r.det_width if det else r.pose_width,
-        lr=lr,
-        val_fraction=0.1,
-        seed=SEED,
-        out=run,
-        resume=(run / "checkpoint" / "state.json").exists(),
-        init=init,
-        freeze=freeze,
-        warmup_epochs=1.0 if epochs > 2 and phase != "ft" else 0.0,
-        steps_per_epoch=r.steps_per_epoch,
-        tensorboard=False,
-        progress="plain",
-        eager=r.eager,
-        metric_max_images=200,
-        mosaic=r.det_mosaic if det and phase != "ft" else 0.0,
-    )
-    log(f"train: {run.name}: {cfg.model} {cfg.img}² width {cfg.width} for {cfg.epochs} epochs")
-    result = train(cfg, echo=log)
-    (run / "FINISHED").write_text(json.dumps({"epochs": result.epochs}))
-    # the last epoch, not the best on the (partly duplicated) internal val split
-    return run / keep
-
-
-# ---------------------------------------------------------------------------------- export
-def stage_export(data: Path, out: Path, task: str, keras_path: Path, r: Recipe) -> Path:
-    target = out / f"{task}_default.tflite"
-    if done(target) and target.stat().st_mtime >= keras_path.stat().st_mtime:
+    target = out / "zoo" / f"init_{task}.keras"
+    if target.is_file():
         return target
-    from edgekit.export.tflite import ExportConfig, export_model, load_source
-
-    model, spec = load_source(str(keras_path))
-    calib = out / ("data_detect" if task == "detect" else "data_pose") / "images"
-    spec = replace(spec, name=f"edgekit_{task}_default")
-    if task == "detect":  # the student's scores run lower than the teacher's: its own default
-        spec = replace(spec, decoder_params={**spec.decoder_params, "score_threshold": r.det_score})
-    cfg = ExportConfig(
-        format="int8",
-        out=target,
-        nms=task == "detect",
-        calib_dir=calib,
-        calib_samples=r.calib_samples,
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if task == "detect":
+        model = get_entry("ssdlite_mobilenet_v2").create(1, r.det_img, 1.0)
+        size = r.det_img
+    else:
+        model = get_entry("movenet_mobilenet_v2").create(None, r.pose_img, 1.0, decode=False)
+        size = r.pose_img
+    photos = sorted((data / "people" / "train" / "images").glob("*.jpg"))[:32]
+    mobilenet_v2_from_tflite(
+        model, data / BACKBONE_TFLITE, calibration_images(photos, (size, size))
     )
-    res = export_model(model, spec, cfg)
-    log(f"export: {target.name} {res.size_bytes / 1e6:.2f} MB in {res.seconds:.0f} s")
+    model.save(target)
     return target
+
+
+def stage_zoo(data: Path, out: Path, r: Recipe, paths: dict) -> dict[str, Path]:
+    """The from-scratch route on the same data and epochs: ImageNet-initialised zoo students."""
+    det = _compress(
+        student="ssdlite_mobilenet_v2",
+        width=1.0,
+        init=_imagenet_init(data, out, "detect", r),
+        teacher=str(data / DET_TEACHER),
+        stages="distill,int8",
+        classes=("person",),
+        input_size=r.det_img,
+        epochs=r.det_epochs + r.det_ft_epochs,
+        batch_size=r.det_batch,
+        learning_rate=r.zoo_det_lr,
+        out=out / "zoo" / "detect",
+        **_common(r, paths),
+    )
+    pose = _compress(
+        student="movenet_mobilenet_v2",
+        width=1.0,
+        init=_imagenet_init(data, out, "pose", r),
+        teacher=str(data / POSE_TEACHER),
+        stages="distill,int8",
+        input_size=r.pose_img,
+        epochs=r.pose_epochs + r.pose_ft_epochs,
+        batch_size=r.pose_batch,
+        learning_rate=r.zoo_pose_lr,
+        out=out / "zoo" / "pose",
+        **_common(r, paths),
+    )
+    return {"detect": det, "pose": pose}
 
 
 # -------------------------------------------------------------------------------- evaluate
-def stage_evaluate(data: Path, out: Path, r: Recipe) -> dict:
+def stage_evaluate(data: Path, out: Path, r: Recipe, rows: dict[str, dict[str, Path]]) -> dict:
+    """One eval per model and one bench run for all of them; ``report.json``."""
     from edgekit.bench.latency import BenchConfig, bench_models
     from edgekit.eval.predict import EvalConfig, evaluate_model
 
-    models = {
-        "detect": (data / DET_TEACHER, out / "detect_default.tflite"),
-        "pose": (data / POSE_TEACHER, out / "pose_default.tflite"),
-    }
-    report: dict = {"recipe": r.__dict__, "quick": r == QUICK}
-    det_eval = {}
-    for who, path in zip(("teacher", "student"), models["detect"], strict=True):
-        res = evaluate_model(
-            EvalConfig(
-                model=path,
-                data=data / "coco128",
-                split="val",
-                val_fraction=VAL_FRACTION,
-                seed=SEED,
-                threads=2,
-            )
-        )
-        person = res.per_class.get("person", {})
-        det_eval[who] = {
-            "person_AP50": person.get("AP50"),
-            "person_AP": person.get("AP"),
-            "mAP": res.metrics.get("mAP"),
-            "images": res.images,
-        }
-    report["detect_eval"] = det_eval
-    pose_eval = {}
-    for who, path in zip(("teacher", "student"), models["pose"], strict=True):
-        row = {}
-        for name, ds in (
-            ("val_crops", out / "data_pose_val" / "data.yaml"),
-            ("tfex_pose", None),
-        ):
-            if ds is None:
-                row[name] = tfex_pck(data, path)
-                continue
-            res = evaluate_model(EvalConfig(model=path, data=ds, split="all", threads=2))
-            row[name] = {k: res.metrics.get(k) for k in ("PCK@0.1", "AP")}
-            row[name]["images"] = res.images
-        pose_eval[who] = row
-    report["pose_eval"] = pose_eval
-    paths = [str(p) for pair in models.values() for p in pair]
-    results = bench_models(
-        BenchConfig(models=tuple(paths), threads=(1,), runs=r.bench_runs, warmup=5)
+    report: dict[str, Any] = {"recipe": dataclasses.asdict(r), "quick": r == QUICK, "rows": {}}
+    crops = out / "pose" / "data_pose_val" / "data.yaml"
+    valid = out / "data" / "people_valid" / "data.yaml"
+    for task, models in rows.items():
+        for who, path in models.items():
+            if task == "detect":
+                res = evaluate_model(
+                    EvalConfig(model=path, data=valid, split="all", threads=r.eval_threads)
+                )
+                person = res.per_class.get("person", {})
+                row = {"person_AP50": person.get("AP50"), "person_AP": person.get("AP"),
+                       "images": res.images}  # fmt: skip
+            else:
+                res = evaluate_model(
+                    EvalConfig(model=path, data=crops, split="all", threads=r.eval_threads)
+                )
+                row = {"PCK@0.1": res.metrics.get("PCK@0.1"), "OKS_AP": res.metrics.get("AP"),
+                       "crops": res.images, "tfex_pose": tfex_pck(data, path)}  # fmt: skip
+            report["rows"][f"{task}/{who}"] = {"model": str(path), **row}
+            log(f"evaluate: {task}/{who}: {row}")
+    paths = [str(p) for models in rows.values() for p in models.values()]
+    bench = bench_models(
+        BenchConfig(models=tuple(paths), threads=(1,), runs=r.bench_runs, warmup=10)
     )
-    report["bench"] = {
-        Path(b.model).name: {
-            "invoke_p50_ms": b.stages["invoke"].p50_ms,
-            "total_p50_ms": b.stages["total"].p50_ms,
-        }
-        for b in results
-    }
-    invoke = [b.stages["invoke"].p50_ms for b in results]
-    ratio = {"detect": invoke[1] / invoke[0], "pose": invoke[3] / invoke[2]}
-    ap = {w: det_eval[w]["person_AP50"] or 0.0 for w in det_eval}
-    pck = {w: pose_eval[w]["val_crops"]["PCK@0.1"] or 0.0 for w in pose_eval}
-    report["targets"] = {
-        "detect_latency_ratio": ratio["detect"],
-        "detect_latency_ok (<= 0.33)": ratio["detect"] <= 0.33,
-        "detect_person_AP50_ratio": ap["student"] / ap["teacher"] if ap["teacher"] else None,
-        "detect_AP_ok (>= 0.9)": ap["student"] >= 0.9 * ap["teacher"],
-        "pose_latency_ratio": ratio["pose"],
-        "pose_latency_ok (<= 0.5)": ratio["pose"] <= 0.5,
-        "pose_PCK_ratio": pck["student"] / pck["teacher"] if pck["teacher"] else None,
-        "pose_PCK_ok (>= 0.95)": pck["student"] >= 0.95 * pck["teacher"],
-    }
+    by_path = {b.model: b for b in bench}
+    for row in report["rows"].values():
+        b = by_path[row["model"]]
+        row["invoke_p50_ms"] = b.stages["invoke"].p50_ms
+        row["total_p50_ms"] = b.stages["total"].p50_ms
+    report["targets"] = _targets(report["rows"])
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
+
+
+def _targets(rows: dict[str, dict]) -> dict[str, Any]:
+    det_t, det_s = rows["detect/teacher"], rows["detect/student"]
+    pose_t, pose_s = rows["pose/teacher"], rows["pose/student"]
+    ap = (det_s["person_AP50"] or 0.0) / (det_t["person_AP50"] or 1.0)
+    tfex_t = pose_t["tfex_pose"].get("PCK@0.1") or 0.0
+    tfex_s = pose_s["tfex_pose"].get("PCK@0.1") or 0.0
+    return {
+        "detect_AP50_ratio": ap,
+        "detect_AP50_ok (>= 0.9)": ap >= 0.9,
+        "detect_invoke_ratio": det_s["invoke_p50_ms"] / det_t["invoke_p50_ms"],
+        "detect_invoke_ok (<= 0.33)": det_s["invoke_p50_ms"] <= 0.33 * det_t["invoke_p50_ms"],
+        "pose_PCK_vs_movenet": pose_s["PCK@0.1"],
+        "pose_PCK_ok (>= 0.9)": (pose_s["PCK@0.1"] or 0.0) >= 0.9,
+        "pose_tfex_PCK_student_teacher": [tfex_s, tfex_t],
+        "pose_tfex_ok (within 5%)": tfex_s >= 0.95 * tfex_t,
+        "pose_invoke_ratio": pose_s["invoke_p50_ms"] / pose_t["invoke_p50_ms"],
+        "pose_invoke_ok (<= 0.5)": pose_s["invoke_p50_ms"] <= 0.5 * pose_t["invoke_p50_ms"],
+    }
 
 
 def tfex_pck(data: Path, model_path: Path, alpha: float = 0.1) -> dict:
     """PCK@alpha of a pose model on ``images/tfex_pose`` against ``pose_landmark_truth.csv``
     (keypoints in pixels; reference size = max side of the truth keypoints' extent)."""
-    import csv
-
     import cv2
     import numpy as np
 
@@ -392,8 +369,7 @@ def tfex_pck(data: Path, model_path: Path, alpha: float = 0.1) -> dict:
         if len(vals) < 34:
             continue
         gt = np.asarray(vals[:34], np.float64).reshape(17, 2)
-        idx = len(per_image)
-        img_path = names[idx]
+        img_path = names[len(per_image)]
         rgb = cv2.cvtColor(cv2.imread(str(img_path)), cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
         pred = model.predict(rgb, score_threshold=0.0)
@@ -406,13 +382,55 @@ def tfex_pck(data: Path, model_path: Path, alpha: float = 0.1) -> dict:
     return {"PCK@0.1": correct / labelled if labelled else None, "per_image": per_image}
 
 
-# --------------------------------------------------------------------------------- install
-def stage_install(out: Path, assets: Path) -> None:
+# ------------------------------------------------------------------------------------ video
+def stage_video(data: Path, out: Path, r: Recipe, teacher: Path, student: Path) -> dict:
+    """Frame by frame on the second camera domain: where the teacher finds a person (score >=
+    0.5), does the student find that person (IoU >= 0.5, at its own default threshold)?"""
+    import numpy as np
+
+    from edgekit.core.boxes import iou
+    from edgekit.io.sources import open_source
+    from edgekit.runtime.model import Model
+
+    t_model, s_model = Model.load(teacher, threads=2), Model.load(student, threads=2)
+    counts = {"frames": 0, "teacher_frames": 0, "both": 0, "student_only_frames": 0}
+    with open_source(data / VIDEO) as frames:
+        for frame in frames:
+            if frame.index % r.video_every:
+                continue
+            counts["frames"] += 1
+            t = [d.box for d in t_model.predict(frame.image, score_threshold=0.5).detections
+                 if d.label == "person"]  # fmt: skip
+            s = [d.box for d in s_model.predict(frame.image).detections if d.label == "person"]
+            if t:
+                counts["teacher_frames"] += 1
+                counts["both"] += bool(s) and float(iou(np.array(t), np.array(s)).max()) >= 0.5
+            elif s:
+                counts["student_only_frames"] += 1
+    n = counts["teacher_frames"]
+    result = {**counts, "agreement": counts["both"] / n if n else None, "video": VIDEO}
+    (out / "video.json").write_text(json.dumps(result, indent=2))
+    log(f"video: {result}")
+    return result
+
+
+# ---------------------------------------------------------------------------------- install
+def stage_install(rows: dict[str, dict[str, Path]], assets: Path, r: Recipe) -> None:
+    """Copy the two students into ``assets`` as ``<task>_default.tflite``, with the spec name
+    ``edgekit_<task>_default`` (and the detector's default score threshold) embedded."""
+    from edgekit.core.artifact import atomic_write_bytes, embed, flatbuffer_end, read_embedded
+
     assets.mkdir(parents=True, exist_ok=True)
     for task in ("detect", "pose"):
-        src = out / f"{task}_default.tflite"
-        shutil.copyfile(src, assets / src.name)
-        log(f"install: {assets / src.name}")
+        data = rows[task]["student"].read_bytes()
+        found = read_embedded(data)
+        spec = replace(found.spec, name=f"edgekit_{task}_default")
+        if task == "detect":
+            params = {**spec.decoder_params, "score_threshold": r.det_score}
+            spec = replace(spec, decoder_params=params)
+        target = atomic_write_bytes(assets / f"{task}_default.tflite",
+                                    embed(data[: flatbuffer_end(data)], spec, found.labels))  # fmt: skip
+        log(f"install: {target}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,60 +440,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "default_models")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and a few steps (CI)")
-    ap.add_argument("--tasks", default="detect,pose", help="comma list of detect,pose")
-    ap.add_argument(
-        "--stages",
-        default="label,init,train,export,evaluate",
-        help="comma list of label,init,train,export,evaluate,install",
-    )
-    ap.add_argument("--det-epochs", type=int, default=None)
-    ap.add_argument("--pose-epochs", type=int, default=None)
-    ap.add_argument("--det-ft-epochs", type=int, default=None, help="detector phase 2 (0 = off)")
-    ap.add_argument("--pose-ft-epochs", type=int, default=None, help="pose phase 2 (0 = off)")
+    ap.add_argument("--stages", default=",".join(s for s in STAGES if s != "install"),
+                    help=f"comma list of {','.join(STAGES)}")  # fmt: skip
     ap.add_argument("--install-to", type=Path, default=ASSETS, help="where `install` copies to")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the compress runs")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
     data = args.data.resolve()
-    for need in (DET_TEACHER, POSE_TEACHER, BACKBONE_TFLITE, "coco128", "video/vtest.avi"):
+    for need in (DET_TEACHER, POSE_TEACHER, BACKBONE_TFLITE, "people/train", VIDEO):
         if not (data / need).exists():
             print(f"train_default_models: {data / need} not found (pass --data)", file=sys.stderr)
             return 2
-    r = QUICK if args.quick else Recipe()
-    if args.det_epochs:
-        r = replace(r, det_epochs=args.det_epochs)
-    if args.pose_epochs:
-        r = replace(r, pose_epochs=args.pose_epochs)
-    if args.det_ft_epochs is not None:
-        r = replace(r, det_ft_epochs=args.det_ft_epochs)
-    if args.pose_ft_epochs is not None:
-        r = replace(r, pose_ft_epochs=args.pose_ft_epochs)
+    r = replace(QUICK if args.quick else Recipe(), seed=args.seed)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        print(f"train_default_models: unknown stage(s) {unknown}; known: {STAGES}", file=sys.stderr)
+        return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     t0 = time.perf_counter()
-    if "label" in stages:
-        stage_label(data, out, r)
-    for task in tasks:
-        keras_path = out / f"run_{task}" / ("last.keras" if task == "detect" else "best.keras")
-        if "init" in stages or "train" in stages:
-            init = stage_init(data, out, task, r)
-        ft = r.det_ft_epochs if task == "detect" else r.pose_ft_epochs
-        if "train" in stages:
-            keras_path = stage_train(out, task, init, r)
-            if ft:
-                keras_path = stage_train(out, task, keras_path, r, phase="ft")
-        elif ft:
-            keras_path = out / f"run_{task}_ft" / "last.keras"
-        if "export" in stages:
-            stage_export(data, out, task, keras_path, r)
+    paths = stage_data(data, out, r)
+    teachers = stage_import(data, out, r) if set(stages) & {"import", "detect", "pose"} else {}
+    rows: dict[str, dict[str, Path]] = {
+        "detect": {"teacher": data / DET_TEACHER},
+        "pose": {"teacher": data / POSE_TEACHER},
+    }
+    timings = {}
+    for task, fn in (("detect", stage_detect), ("pose", stage_pose)):
+        if task in stages or {"evaluate", "video", "install"} & set(stages):
+            t = time.perf_counter()
+            rows[task]["student"] = fn(data, out, r, paths, teachers)
+            timings[task] = time.perf_counter() - t
+    if "zoo" in stages or ("evaluate" in stages and (out / "zoo").is_dir()):
+        for task, path in stage_zoo(data, out, r, paths).items():
+            rows[task]["zoo"] = path
     if "evaluate" in stages:
-        report = stage_evaluate(data, out, r)
-        keys = ("detect_eval", "pose_eval", "bench", "targets")
-        print(json.dumps({k: report[k] for k in keys}, indent=2, default=str))
+        report = stage_evaluate(data, out, r, rows)
+        print(json.dumps(report["targets"], indent=2))
+    if "video" in stages:
+        stage_video(data, out, r, rows["detect"]["teacher"], rows["detect"]["student"])
     if "install" in stages:
-        stage_install(out, args.install_to)
-    log(f"done in {time.perf_counter() - t0:.0f} s -> {out}")
+        stage_install(rows, args.install_to, r)
+    log(f"done in {time.perf_counter() - t0:.0f} s -> {out} ({timings})")
     return 0
 
 

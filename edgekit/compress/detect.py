@@ -324,7 +324,7 @@ def _fit(
         out=run,
         init=None if model is not None else init,
         freeze=freeze,
-        warmup_epochs=1.0 if epochs > 2 and model is None else 0.0,
+        warmup_epochs=1.0 if epochs > 2 else 0.0,  # also after thinning: Adam's first steps are large
         steps_per_epoch=config.steps_per_epoch,
         tensorboard=False,
         progress="plain",
