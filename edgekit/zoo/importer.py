@@ -422,7 +422,9 @@ def agreement(imported: ImportedModel, images: Sequence[np.ndarray]) -> Agreemen
     imported model finds (same class, IoU >= 0.5) and the mean score difference of those;
     pose, over the original's keypoints scoring >= ``POSE_SURE`` (where a person is visible:
     elsewhere the argmax of a flat heatmap is arbitrary), the mean distance (fraction of the
-    frame) and the fraction within 0.02 (one heatmap cell of a 192² MoveNet).
+    input side) and the fraction within 0.02 (one heatmap cell of a 192² MoveNet), also for
+    the original's own heads decoded in float (``original_heads_*``: what its integer decode
+    tail alone moves).
     """
     from edgekit.runtime.interpreter import debug_interpreter
     from edgekit.runtime.model import Model
@@ -442,10 +444,18 @@ def agreement(imported: ImportedModel, images: Sequence[np.ndarray]) -> Agreemen
         real = _tensor_real(tensor, inp)
         outs = imported.raw(real[None] if real.ndim == 3 else real, training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        heads = []
         for k, (t, y) in enumerate(zip(imported.cut, outs, strict=True)):
             ref = _tensor_real(dbg.get_tensor(t), details[t])
+            heads.append(ref)
             diffs[k].append(np.asarray(y, np.float32).reshape(ref.shape) - ref)
-        _task_figures(imported, original, image, task)
+        if imported.family == "movenet":
+            out = dbg.get_output_details()[0]
+            _pose_figures(
+                imported, real, heads, _tensor_real(dbg.get_tensor(out["index"]), out), task
+            )
+        else:
+            _task_figures(imported, original, image, task)
     outputs = []
     for t, d in zip(imported.cut, diffs, strict=True):
         det = details[t]
@@ -473,6 +483,30 @@ def _tensor_real(q: np.ndarray, detail: dict) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _pose_figures(
+    imported: ImportedModel,
+    real: np.ndarray,
+    heads: list[np.ndarray],
+    original: np.ndarray,
+    acc: dict[str, list[float]],
+) -> None:
+    """Keypoints (normalized to the model input) of the imported model, and of the original's
+    own heads decoded by edgekit's float decoder, against the original's output: the second
+    shows how much of the difference is the original's integer decode tail alone."""
+    from edgekit.zoo.pose import MoveNetDecode
+
+    ref = original.reshape(-1, 3)
+    sure = ref[:, 2] >= POSE_SURE
+    mine = np.asarray(imported.model(real, training=False)).reshape(-1, 3)
+    tail = np.asarray(MoveNetDecode(len(ref))(*[h.astype(np.float32) for h in heads])).reshape(
+        -1, 3
+    )
+    for key, pts in (("", mine), ("original_heads_", tail)):
+        dist = np.linalg.norm(pts[sure, :2] - ref[sure, :2], axis=1)
+        acc.setdefault(f"{key}keypoint_distance", []).extend(dist.tolist())
+        acc.setdefault(f"{key}keypoints_within_0.02", []).extend((dist <= 0.02).tolist())
+
+
 def _task_figures(
     imported: ImportedModel, original: Any, image: np.ndarray, acc: dict[str, list[float]]
 ) -> None:
@@ -496,13 +530,6 @@ def _task_figures(
             acc.setdefault("detections_found", []).append(float(hit))
             if hit:
                 acc.setdefault("score_diff", []).append(abs(same[j].score - d.score))
-    elif imported.spec.task == "pose" and ref.poses and mine.poses:
-        sure = [i for i, k in enumerate(ref.poses[0].keypoints) if k.score >= POSE_SURE]
-        a = np.array([(k.x, k.y) for k in ref.poses[0].keypoints])[sure]
-        b = np.array([(k.x, k.y) for k in mine.poses[0].keypoints])[sure]
-        dist = np.linalg.norm(a - b, axis=1)
-        acc.setdefault("keypoint_distance", []).extend(dist.tolist())
-        acc.setdefault("keypoints_within_0.02", []).extend((dist <= 0.02).astype(float).tolist())
     elif imported.spec.task == "classify" and ref.classes and mine.classes:
         acc.setdefault("top1_agreement", []).append(
             float(ref.classes[0].class_id == mine.classes[0].class_id)
