@@ -143,7 +143,8 @@ def run_detection_recipe(
             from edgekit.zoo.checkpoint import raw_heads
 
             before = param_count(state.model)
-            thin, _ = prune_channels(raw_heads(state.model), float(stage.arg))
+            images = _calibration(config, state)
+            thin, _ = prune_channels(raw_heads(state.model), float(stage.arg), images=images)
             details = _fit(config, entry, state, _ft_epochs(config), config.finetune_learning_rate,
                            model=thin, log=log)  # fmt: skip
             details.update(ratio=stage.arg, params_before=before,
@@ -155,6 +156,18 @@ def run_detection_recipe(
         )
         write_report(results, out, config)
     return results
+
+
+def _calibration(config: Any, state: _State, n: int = 32) -> Any:
+    """``n`` training images preprocessed for the model: what structured pruning measures
+    channels on."""
+    import numpy as np
+
+    from edgekit.export.representative import representative_samples
+
+    images = state.data_yaml.parent / "images" if state.data_yaml else None
+    samples = representative_samples(state.spec, n, calib_dir=images, seed=config.seed)
+    return np.concatenate(list(samples))
 
 
 def _ft_epochs(config: Any) -> int:
@@ -324,7 +337,9 @@ def _fit(
         out=run,
         init=None if model is not None else init,
         freeze=freeze,
-        warmup_epochs=1.0 if epochs > 2 else 0.0,  # also after thinning: Adam's first steps are large
+        warmup_epochs=1.0
+        if epochs > 2
+        else 0.0,  # also after thinning: Adam's first steps are large
         steps_per_epoch=config.steps_per_epoch,
         tensorboard=False,
         progress="plain",

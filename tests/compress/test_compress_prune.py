@@ -166,3 +166,28 @@ def test_sparsity_report_counts_zeros():
     w.assign(np.zeros(w.shape, np.float32))
     rep = sparsity_report(model)
     assert rep["block_2_expand"] == 1.0 and 0 < rep["total"] < 1
+
+
+def test_data_driven_pruning_keeps_a_constant_channel_as_bias():
+    """A channel that is constant (zero kernel, large bias, as a folded BatchNorm can leave)
+    has the smallest L1 norm: plain pruning drops it and shifts the output; with images its
+    mean moves into the reading conv's bias and the output is unchanged."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(8, 1, activation="relu", name="a")(inp)
+    out = keras.layers.Conv2D(4, 1, name="b")(a)
+    model = keras.Model(inp, out)
+    k, bias = model.get_layer("a").get_weights()
+    k[..., 0], bias[0] = 0.0, 5.0
+    model.get_layer("a").set_weights([k, bias])
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 6, 6, 3)).astype(np.float32)
+    plan = plan_channels(model, 0.5, divisor=1, min_channels=1)  # L1: drops channel 0
+    assert 0 not in plan.keep["a"]
+    plain, _ = prune_channels(model, 0.5, plan=plan)
+    smart, _ = prune_channels(model, 0.5, plan=plan, images=x)  # same channels, compensated
+    ref = np.asarray(model(x))
+    shift_plain = np.abs((np.asarray(plain(x)) - ref).mean((0, 1, 2))).max()
+    shift_smart = np.abs((np.asarray(smart(x)) - ref).mean((0, 1, 2))).max()
+    assert shift_plain > 0.5 and shift_smart < 1e-3 * max(shift_plain, 1.0)
+    chosen = plan_channels(model, 0.5, divisor=1, min_channels=1, images=x)
+    assert 0 not in chosen.keep["a"]  # no spread, nothing to lose once its mean is in the bias
