@@ -17,7 +17,10 @@ from typing import Any
 from edgekit.core.types import TASKS
 from edgekit.errors import SinkError, UsageError
 
-__all__ = ["ASSETS", "RunConfig", "default_model", "run_app"]
+__all__ = ["ASSETS", "ON_OUTPUT_ERROR", "RunConfig", "check_outputs", "default_model", "run_app"]
+
+#: What an output failing during a run does: the first is the default (see README, exit status).
+ON_OUTPUT_ERROR = ("continue", "stop")
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -47,6 +50,9 @@ class RunConfig:
     ``token`` (generated when ``None``) unless bound to loopback. ``edgetpu_fallback``: an Edge
     TPU model whose delegate fails to load runs its CPU sibling (``x.tflite``) with a warning;
     ``reconnect``: a live OpenCV camera or stream that is lost is opened again with backoff.
+    ``on_output_error``: what an output that fails during the run (a full disk, an unwritable
+    file) does: "continue" (the run goes on without it) or "stop" (the run ends); either way
+    :func:`check_outputs` turns it into exit status 5 once the run is over.
     """
 
     task: str
@@ -69,6 +75,7 @@ class RunConfig:
     token: str | None = None
     edgetpu_fallback: bool = True
     reconnect: bool = True
+    on_output_error: str = "continue"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -93,6 +100,11 @@ class RunConfig:
             parse_bind(self.serve)  # raises UsageError naming what is wrong
         if self.token is not None and not self.token.strip():
             raise UsageError("--token must not be empty")
+        if self.on_output_error not in ON_OUTPUT_ERROR:
+            raise UsageError(
+                f"--on-output-error must be one of {', '.join(ON_OUTPUT_ERROR)}, "
+                f"got {self.on_output_error!r}"
+            )
 
 
 def default_model(task: str, assets: Path | None = None) -> Path:
@@ -149,13 +161,15 @@ def run_app(
     *,
     announce: Callable[[str], None] | None = None,
 ) -> Any:
-    """Open the source, load the model, open the sinks and run the loop; returns ``LoopStats``.
+    """Open the source, open the outputs, load the model and run the loop; returns ``LoopStats``.
 
-    The source opens first so a wrong ``--source``/``--camera`` fails before the model loads.
-    ``announce(line)`` receives one line saying what runs (model, kind, backend, threads,
-    source, outputs) before the first frame. The loop closes the source and sinks.
+    The source opens first, then every output (files, window, preview port), then the model: a
+    wrong ``--source``/``--camera`` or an output that cannot be written fails before the model
+    loads. ``announce(line)`` receives one line saying what runs (model, kind, backend,
+    threads, source, outputs) before the first frame. The loop closes the source and sinks.
+    An output that fails during the run is disabled (the run goes on, or stops with
+    ``on_output_error="stop"``) and recorded in the stats: see :func:`check_outputs`.
     """
-    from edgekit.io import sinks as sinks_mod
     from edgekit.io.sources import LoresSource, open_source
     from edgekit.loop import run
     from edgekit.runtime.model import Model
@@ -165,6 +179,7 @@ def run_app(
     source = open_source(config.source, camera=config.camera, reconnect=config.reconnect)
     opened: list[Any] = []
     try:
+        window, preview = _open_outputs(config, source, opened)
         labels = str(config.labels) if config.labels is not None else None
         model = Model.load(
             model_path,
@@ -185,27 +200,11 @@ def run_app(
             from edgekit.runtime.track_step import make_tracking_step
 
             step = make_tracking_step(step)
-        if config.console:
+        if config.console:  # stderr: cannot fail to open; made last so a failure prints nothing
+            from edgekit.io.sinks import ConsoleSink
+
             every = 30 if getattr(source, "live", False) else 1
-            opened.append(sinks_mod.ConsoleSink(every=every))
-        if config.jsonl is not None:
-            opened.append(sinks_mod.JsonlSink(config.jsonl))
-        if config.save is not None:
-            opened.append(sinks_mod.VideoSink(config.save, fps=_fps(source)))
-        window = config.display and window_possible()
-        if window:
-            opened.append(sinks_mod.WindowSink(title=f"edgekit {config.task}"))
-        preview = None
-        if config.serve is not None:
-            from edgekit.serve import PreviewSink, parse_bind
-
-            host, port = parse_bind(config.serve)
-            preview = PreviewSink(host, port, token=config.token)
-            opened.append(preview)
-        if os.environ.get("NOTIFY_SOCKET"):  # under systemd (Type=notify): READY + watchdog
-            from edgekit.deploy.sdnotify import WatchdogSink
-
-            opened.append(WatchdogSink())
+            opened.insert(0, ConsoleSink(every=every))
     except BaseException:
         for sink in opened:
             _close_quietly(sink)
@@ -215,7 +214,55 @@ def run_app(
         announce(_describe(config, model, source, window))
         if preview is not None:
             announce(f"live preview at {preview.url}")
-    return run(source, step, opened, max_frames=config.max_frames, duration=config.duration)
+    return run(
+        source,
+        step,
+        opened,
+        max_frames=config.max_frames,
+        duration=config.duration,
+        stop_on_sink_error=config.on_output_error == "stop",
+    )
+
+
+def _open_outputs(config: RunConfig, source: Any, opened: list[Any]) -> tuple[bool, Any]:
+    """Open every output ``config`` names but the console into ``opened`` (in place, so a
+    failure part-way leaves the ones to close there); returns (a window was opened, the preview sink or None)."""
+    from edgekit.io import sinks as sinks_mod
+
+    if config.jsonl is not None:
+        opened.append(sinks_mod.JsonlSink(config.jsonl))
+    if config.save is not None:
+        opened.append(sinks_mod.VideoSink(config.save, fps=_fps(source)))
+    window = config.display and window_possible()
+    if window:
+        opened.append(sinks_mod.WindowSink(title=f"edgekit {config.task}"))
+    preview = None
+    if config.serve is not None:
+        from edgekit.serve import PreviewSink, parse_bind
+
+        host, port = parse_bind(config.serve)
+        preview = PreviewSink(host, port, token=config.token)
+        opened.append(preview)
+    if os.environ.get("NOTIFY_SOCKET"):  # under systemd (Type=notify): READY + watchdog
+        from edgekit.deploy.sdnotify import WatchdogSink
+
+        opened.append(WatchdogSink())
+    return window, preview
+
+
+def check_outputs(stats: Any) -> None:
+    """Raise :class:`SinkError` (exit status 5) when an output of the run was disabled or failed
+    to close: names each one, the frames it lost and why. Nothing when every output held."""
+    errors = getattr(stats, "sink_errors", {})
+    if not errors:
+        return
+    parts = []
+    for name, error in errors.items():
+        lost = getattr(stats, "lost_frames", {}).get(name)
+        what = f"lost {lost} of {stats.frames} frames" if lost is not None else "failed"
+        parts.append(f"{name} {what} ({error})")
+    noun = "output" if len(parts) == 1 else f"{len(parts)} outputs"
+    raise SinkError(f"{noun} {'; '.join(parts)}")
 
 
 def _describe(config: RunConfig, model: Any, source: Any, window: bool) -> str:
@@ -255,7 +302,14 @@ def format_stats(stats: Any) -> str:
     if getattr(stats, "skipped_frames", 0):
         lines.append(f"skipped {stats.skipped_frames} unusable frames (empty or not RGB uint8)")
     for name, error in getattr(stats, "sink_errors", {}).items():
-        lines.append(f"output {name} was disabled: {error}")
+        lost = getattr(stats, "lost_frames", {}).get(name)
+        if lost is None:
+            lines.append(f"output {name} failed: {error}")
+        else:
+            lines.append(
+                f"output {name} was disabled after a write error: {error}; "
+                f"{lost} of {stats.frames} frames not written to it"
+            )
     rows = [(name, stats.stages[name]) for name in SUMMARY_STAGES if name in stats.stages]
     rows = [(name, s) for name, s in rows if s.count]
     if rows:
