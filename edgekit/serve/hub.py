@@ -1,8 +1,10 @@
-"""The newest-frame hand-off between the loop (one writer) and any number of HTTP clients.
+"""The newest-frame hand-off between the preview's encoder (one writer) and any number of
+HTTP clients.
 
-:meth:`FrameHub.publish` never blocks on clients: it replaces the one JPEG held and wakes the
-clients waiting; each client takes the newest frame when it is ready for one, so a slow client
-skips frames instead of holding anything up.
+:meth:`FrameHub.publish` never blocks on clients: it replaces the one frame held (an encoded
+MJPEG part, the same bytes for every client) and wakes the clients waiting; each client takes
+the newest frame when it is ready for one, so a slow client skips frames instead of holding
+anything up, and no client ever has more than that one frame waiting for it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ __all__ = ["FrameHub"]
 
 
 class FrameHub:
-    """One JPEG (the newest), its sequence number, and how many stream clients are connected."""
+    """One frame (the newest), its sequence number, and how many stream clients are connected."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -38,10 +40,10 @@ class FrameHub:
         """How many frames were published so far."""
         return self._seq
 
-    def publish(self, jpeg: bytes) -> int:
-        """Make ``jpeg`` the newest frame; returns its sequence number (1, 2, ...)."""
+    def publish(self, frame: bytes) -> int:
+        """Make ``frame`` the newest frame; returns its sequence number (1, 2, ...)."""
         with self._cond:
-            self._jpeg = jpeg
+            self._jpeg = frame
             self._seq += 1
             self._cond.notify_all()
             return self._seq
