@@ -47,7 +47,8 @@ class RunConfig:
     score threshold (``None`` = the model's default). ``max_frames``/``duration`` stop the run.
     ``track`` (detect only) adds stable track ids (:mod:`edgekit.core.tracking`); ``serve``
     (``[HOST:]PORT``) adds the live web preview (:mod:`edgekit.serve`), which requires
-    ``token`` (generated when ``None``) unless bound to loopback. ``edgetpu_fallback``: an Edge
+    ``token`` (generated when ``None``) unless bound to loopback, and encodes at most
+    ``serve_fps`` frames a second (``None``: every frame). ``edgetpu_fallback``: an Edge
     TPU model whose delegate fails to load runs its CPU sibling (``x.tflite``) with a warning;
     ``reconnect``: a live OpenCV camera or stream that is lost is opened again with backoff.
     ``on_output_error``: what an output that fails during the run (a full disk, an unwritable
@@ -73,6 +74,7 @@ class RunConfig:
     track: bool = False
     serve: str | None = None
     token: str | None = None
+    serve_fps: float | None = 15.0
     edgetpu_fallback: bool = True
     reconnect: bool = True
     on_output_error: str = "continue"
@@ -100,6 +102,8 @@ class RunConfig:
             parse_bind(self.serve)  # raises UsageError naming what is wrong
         if self.token is not None and not self.token.strip():
             raise UsageError("--token must not be empty")
+        if self.serve_fps is not None and self.serve_fps <= 0:
+            raise UsageError(f"--serve-fps must be > 0, got {self.serve_fps}")
         if self.on_output_error not in ON_OUTPUT_ERROR:
             raise UsageError(
                 f"--on-output-error must be one of {', '.join(ON_OUTPUT_ERROR)}, "
@@ -241,7 +245,7 @@ def _open_outputs(config: RunConfig, source: Any, opened: list[Any]) -> tuple[bo
         from edgekit.serve import PreviewSink, parse_bind
 
         host, port = parse_bind(config.serve)
-        preview = PreviewSink(host, port, token=config.token)
+        preview = PreviewSink(host, port, token=config.token, max_fps=config.serve_fps)
         opened.append(preview)
     if os.environ.get("NOTIFY_SOCKET"):  # under systemd (Type=notify): READY + watchdog
         from edgekit.deploy.sdnotify import WatchdogSink

@@ -92,6 +92,7 @@ QUICK: dict[str, Any] = {
     "fake_ms": 10.0,
     "write_timeout": 0.5,
     "frames": 8,
+    "preview_fps": None,
 }
 
 
@@ -108,6 +109,8 @@ def viewers_main(
     state = []
     for kind in kinds:
         conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if kind != "normal":  # a small receive buffer, like a slow phone's: full in a few frames
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         conn.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
         conn.setblocking(False)
         item = {"kind": kind, "conn": conn, "bytes": 0, "frames": 0, "tail": b"", "closed": False,
@@ -264,8 +267,10 @@ def run_config(
     lores: Any,
     seconds: float,
     write_timeout: float,
+    preview_fps: float | None = None,
 ) -> dict[str, Any]:
-    """One configuration: the loop for ``seconds`` with the viewers of ``config``."""
+    """One configuration: the loop for ``seconds`` with the viewers of ``config``; the preview
+    encodes at most ``preview_fps`` frames a second (None: every frame)."""
     from edgekit.io.sources import LoresSource
     from edgekit.loop import run
     from edgekit.serve import PreviewLimits, PreviewSink
@@ -275,7 +280,8 @@ def run_config(
     child = None
     sink = None
     if config.preview:
-        sink = PreviewSink("127.0.0.1", 0, limits=PreviewLimits(write_timeout_s=write_timeout))
+        limits = PreviewLimits(write_timeout_s=write_timeout)
+        sink = PreviewSink("127.0.0.1", 0, limits=limits, max_fps=preview_fps)
         sinks.append(sink)
     if config.viewers:
         child = subprocess.Popen(
@@ -372,6 +378,7 @@ def bench(
     threads: int = 1,
     write_timeout: float = 2.0,
     frames: int = 100,
+    preview_fps: float | None = 15.0,
 ) -> dict[str, Any]:
     """Each round runs every configuration between two runs of "0 viewers" (A B A C A ...),
     and divides its fps by the mean of the two around it, so load from other processes that
@@ -386,7 +393,7 @@ def bench(
     others = [c for c in configs if c.name != BASELINE]
 
     def once(config: Config, r: int) -> dict[str, Any]:
-        row = run_config(config, step, images, lores, seconds, write_timeout)
+        row = run_config(config, step, images, lores, seconds, write_timeout, preview_fps)
         row["round"] = r
         runs.append(row)
         return row
@@ -441,6 +448,7 @@ def bench(
             "seconds": seconds,
             "rounds": rounds,
             "write_timeout_s": write_timeout,
+            "preview_fps": preview_fps,
             "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.machine()}",
             "python": platform.python_version(),
             "load_average": [round(v, 1) for v in loads if v is not None],
@@ -529,6 +537,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-timeout", type=float, default=2.0, help="the server's (PreviewLimits default 5)"
     )
+    parser.add_argument(
+        "--preview-fps",
+        type=float,
+        default=15.0,
+        help="frames a second the preview encodes at most (edgekit --serve-fps; 0: every frame)",
+    )
     parser.add_argument("--min-ratio", type=float, default=None, help="fail below this ratio")
     parser.add_argument("--quick", action="store_true", help="3 loads, 1 round, 1.2 s, fake step")
     parser.add_argument("--json", type=Path, default=None)
@@ -539,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         "fake_ms": args.fake_ms,
         "threads": args.threads,
         "write_timeout": args.write_timeout,
+        "preview_fps": args.preview_fps or None,
     }
     if args.quick:
         kwargs.update(QUICK)
@@ -549,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{setup['step']}; frames {setup['frames']}; {setup['seconds']:g} s per load, "
         f"{setup['rounds']} round(s), interleaved; server write timeout "
-        f"{setup['write_timeout_s']:g} s; {setup['machine']}; load average (1 min) at each "
+        f"{setup['write_timeout_s']:g} s; preview encodes at most {setup['preview_fps'] or 'every'} "
+        f"frame(s)/s; {setup['machine']}; load average (1 min) at each "
         f"round's end {setup['load_average']}"
     )
     print(table(result))

@@ -105,6 +105,14 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
             "127.0.0.1 unless HOST is given (0.0.0.0: all interfaces, then a token is required).",
         ),
         click.option(
+            "--serve-fps",
+            type=click.FloatRange(min=0.0),
+            default=15.0,
+            show_default=True,
+            help="Frames per second the preview encodes at most (0: every frame the loop makes); "
+            "what the preview costs the loop grows with it.",
+        ),
+        click.option(
             "--on-output-error",
             type=click.Choice(["continue", "stop"]),
             default="continue",
@@ -150,6 +158,7 @@ def _run(task: str, **kwargs: Any) -> None:
         serve=kwargs["serve"],
         token=kwargs["token"] if kwargs["serve"] is not None else None,
         on_output_error=kwargs["on_output_error"],
+        serve_fps=kwargs["serve_fps"] or None,
     )
     stats = run_app(config, announce=lambda line: click.echo(line, err=True))
     click.echo(format_stats(stats), err=True)

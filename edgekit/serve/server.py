@@ -32,6 +32,7 @@ import logging
 import secrets
 import select
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -193,6 +194,14 @@ def read_head(conn: socket.socket, deadline: float, max_bytes: int) -> bytes:
                 raise _HeadError(400, "connection closed inside the request head")
             return b""
         buf += chunk
+
+
+def _abort_on_close(conn: socket.socket) -> None:
+    """Make closing ``conn`` reset it (SO_LINGER 0): the frames queued for a client that stopped
+    reading are discarded and their kernel memory freed at once, instead of an orphaned socket
+    trying to deliver them for minutes."""
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _peer_closed(conn: socket.socket) -> bool:
@@ -384,6 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.sendall(part)
                 except TimeoutError:
                     app._count("dropped_stalled")
+                    _abort_on_close(self.connection)
                     return
                 app._count("frames_sent")
 

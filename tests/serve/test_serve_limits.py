@@ -218,3 +218,23 @@ def test_limits_are_validated():
     ):
         with pytest.raises(UsageError):
             PreviewLimits(**bad)
+
+
+def test_connection_churn_leaves_nothing_behind(sink):
+    """200 requests and 30 stream viewers coming and going: every connection and handler
+    thread is released (nothing grows with the number of clients served)."""
+    import threading
+
+    before = threading.active_count()
+    for _ in range(200):
+        assert ask(sink.port, b"GET /stats.json HTTP/1.0\r\n\r\n")[0] == 200
+    for k in range(30):
+        with connect(sink.port) as conn:
+            conn.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
+            wait_for(lambda: sink.hub.clients == 1)
+            sink.write(make_result(k))
+            assert conn.recv(4096).startswith(b"HTTP/1.0 200 ")
+    wait_for(lambda: sink.server.connections == 0 and sink.hub.clients == 0)
+    wait_for(lambda: threading.active_count() <= before)
+    counts = sink.server.counts()
+    assert counts["accepted"] == 230 and counts["refused"] == 0 and counts["errors"] == 0
