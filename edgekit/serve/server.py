@@ -1,6 +1,8 @@
 """The preview's HTTP server: the page, an MJPEG stream and two JSON endpoints.
 
-Standard library only (:class:`http.server.ThreadingHTTPServer`, one thread per connection).
+Standard library only: :class:`http.server.ThreadingHTTPServer` answers each request on its
+own thread; an MJPEG stream, once its headers are sent, is handed to one broadcaster thread
+(:mod:`edgekit.serve.stream`) that sends every frame to every viewer.
 
 - ``/`` the page (:mod:`edgekit.serve.page`); ``/stream.mjpg`` annotated frames as
   ``multipart/x-mixed-replace`` JPEGs, the newest one each time the client is ready;
@@ -30,9 +32,7 @@ import ipaddress
 import json
 import logging
 import secrets
-import select
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -44,6 +44,7 @@ from edgekit.errors import SinkError, UsageError
 from edgekit.serve.hub import FrameHub
 from edgekit.serve.page import PAGE
 from edgekit.serve.stats import StatsWindow
+from edgekit.serve.stream import Broadcaster
 
 __all__ = [
     "BOUNDARY",
@@ -59,7 +60,6 @@ __all__ = [
 DEFAULT_HOST = "127.0.0.1"
 BOUNDARY = "edgekitframe"
 _WILDCARD = ("", "0.0.0.0", "::")
-_CLIENT_POLL_S = 0.5
 _LINGER_S = 1.0  # how long a refused connection is drained before it is closed
 _log = logging.getLogger("edgekit.serve")
 
@@ -196,32 +196,6 @@ def read_head(conn: socket.socket, deadline: float, max_bytes: int) -> bytes:
         buf += chunk
 
 
-def _abort_on_close(conn: socket.socket) -> None:
-    """Make closing ``conn`` reset it (SO_LINGER 0): the frames queued for a client that stopped
-    reading are discarded and their kernel memory freed at once, instead of an orphaned socket
-    trying to deliver them for minutes."""
-    with contextlib.suppress(OSError):
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-
-def _peer_closed(conn: socket.socket) -> bool:
-    """True when the client closed its end (or reset it); what it sends is ignored."""
-    try:
-        if hasattr(select, "poll"):  # no FD_SETSIZE limit
-            poller = select.poll()
-            poller.register(conn, select.POLLIN)
-            readable = bool(poller.poll(0))
-        else:  # pragma: no cover - Windows
-            readable = bool(select.select([conn], [], [], 0)[0])
-        if not readable:
-            return False
-        return conn.recv(4096) == b""
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
-        return True
-
-
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins the handler threads
     block_on_close = True
@@ -242,6 +216,8 @@ class _HTTPServer(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
+        if self.app._handed_off(request):  # a stream: the broadcaster owns the socket now
+            return
         self.app._release(request)
         super().shutdown_request(request)
 
@@ -367,6 +343,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"error": "not found"}, 404)
 
     def _stream(self, hub: FrameHub) -> None:
+        """Answer with the multipart headers, then hand the socket to the broadcaster, which
+        sends every frame from then on (this handler thread ends here)."""
         app = self.server.app
         with contextlib.suppress(OSError):
             self.connection.setsockopt(
@@ -378,24 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Pragma", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
-        seq = 0
-        with hub.client():
-            while not hub.closed:
-                got = hub.wait_newer(seq, _CLIENT_POLL_S)
-                if got is None:
-                    if _peer_closed(self.connection):  # gone while no frames flowed
-                        return
-                    continue
-                seq, part = got
-                try:
-                    # sendall's timeout bounds the whole frame: a viewer reading a few bytes
-                    # a second, or none, is dropped once its buffers are full
-                    self.connection.sendall(part)
-                except TimeoutError:
-                    app._count("dropped_stalled")
-                    _abort_on_close(self.connection)
-                    return
-                app._count("frames_sent")
+        app._hand_off(self.connection)
 
 
 class PreviewServer:
@@ -438,9 +399,11 @@ class PreviewServer:
                 "unauthorized",
                 "errors",
                 "frames_sent",
+                "hung_up",
             ),
             0,
         )
+        self._streams: set[socket.socket] = set()  # handed to the broadcaster
         self._lock = threading.Lock()
         self.closing = False
         try:
@@ -453,6 +416,12 @@ class PreviewServer:
         self.host = host
         self.port = int(self._httpd.server_address[1])
         self._thread: threading.Thread | None = None
+        self._broadcaster = Broadcaster(
+            hub,
+            write_timeout_s=self.limits.write_timeout_s,
+            count=self._count,
+            release=self._release,
+        )
 
     @property
     def url(self) -> str:
@@ -469,15 +438,28 @@ class PreviewServer:
         """Since start: ``accepted``, ``refused`` (503, over the cap), ``dropped_stalled``
         (stream clients past the write timeout), ``timed_out`` (no whole request head in
         time), ``bad_requests`` (malformed, oversized, not GET), ``unauthorized`` (401),
-        ``errors`` (handler failures), ``frames_sent``; and ``connections`` open now."""
+        ``errors`` (handler failures), ``frames_sent``, ``hung_up`` (stream clients that went
+        away); and ``connections`` open now."""
         with self._lock:
             out = dict(self._counts)
             out["connections"] = len(self._connections)
         return out
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
-            self._counts[key] += 1
+            self._counts[key] += n
+
+    def _hand_off(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._streams.add(conn)
+        self._broadcaster.add(conn)
+
+    def _handed_off(self, conn: socket.socket) -> bool:
+        with self._lock:
+            if conn in self._streams:
+                self._streams.discard(conn)
+                return True
+            return False
 
     def _admit(self, conn: socket.socket) -> bool:
         with self._lock:
@@ -565,4 +547,5 @@ class PreviewServer:
                 conn.shutdown(socket.SHUT_RDWR)
         for conn, _ in refused:
             conn.close()
+        self._broadcaster.close()
         self._httpd.server_close()
