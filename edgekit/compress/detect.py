@@ -43,7 +43,7 @@ def run_detection_recipe(
 ) -> list[Any]:
     """Run ``config`` (a :class:`~edgekit.compress.recipe.CompressConfig`) for the zoo detector
     ``entry``; writes artifacts, training runs and report.{md,json,png} under ``config.out``."""
-    from edgekit.compress.recipe import Stage
+    from edgekit.compress.recipe import Stage, stage_guard
     from edgekit.compress.report import write_report
     from edgekit.data import split_dataset
     from edgekit.train.fit import load_training_data
@@ -80,48 +80,54 @@ def run_detection_recipe(
     out.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
     if config.teacher is not None:
-        t0 = time.perf_counter()
-        results.append(
-            _measure(config, Path(config.teacher), Stage("teacher"), "teacher", t0, {}, log, None)
-        )
+        with stage_guard(config, "teacher", results, log):
+            t0 = time.perf_counter()
+            results.append(
+                _measure(
+                    config, Path(config.teacher), Stage("teacher"), "teacher", t0, {}, log, None
+                )
+            )
     state = _State()
     if config.init is not None and config.stages[0].name not in trains:
-        state.model, state.spec = _from_init(config, entry, classes)
-        state.data_yaml = _data(config, "distill" if config.teacher else "train", train_split,
-                                classes, log)  # fmt: skip
-        t0 = time.perf_counter()
-        results.append(
-            _measure(
-                config, state.model, Stage("input"), "float32", t0, {}, log, state, len(results)
+        with stage_guard(config, "input", results, log):
+            state.model, state.spec = _from_init(config, entry, classes)
+            state.data_yaml = _data(config, "distill" if config.teacher else "train", train_split,
+                                    classes, log)  # fmt: skip
+            t0 = time.perf_counter()
+            results.append(
+                _measure(
+                    config, state.model, Stage("input"), "float32", t0, {}, log, state, len(results)
+                )
             )
-        )
     for i, stage in enumerate(config.stages):
         t0 = time.perf_counter()
-        log(f"[{i + 1}/{len(config.stages)}] {stage.label}")
-        details: dict[str, Any] = {}
-        fmt = "float32"
-        if stage.name in trains:
-            state.data_yaml = _data(config, stage.name, train_split, classes, log)
-            details = _fit(config, entry, state, config.epochs, config.learning_rate,
-                           freeze=config.freeze, init=config.init, log=log)  # fmt: skip
-        elif stage.name == "finetune":
-            details = _fit(config, entry, state, _ft_epochs(config), config.finetune_learning_rate,
-                           model=state.model, log=log)  # fmt: skip
-        elif stage.name == "structured":
-            from edgekit.compress.structured import param_count, prune_channels
+        position = f"[{i + 1}/{len(config.stages)}]"
+        log(f"{position} {stage.label}")
+        with stage_guard(config, f"{position} {stage.label}", results, log):
+            details: dict[str, Any] = {}
+            fmt = "float32"
+            if stage.name in trains:
+                state.data_yaml = _data(config, stage.name, train_split, classes, log)
+                details = _fit(config, entry, state, config.epochs, config.learning_rate,
+                               freeze=config.freeze, init=config.init, log=log)  # fmt: skip
+            elif stage.name == "finetune":
+                details = _fit(config, entry, state, _ft_epochs(config),
+                               config.finetune_learning_rate, model=state.model, log=log)  # fmt: skip
+            elif stage.name == "structured":
+                from edgekit.compress.structured import param_count, prune_channels
 
-            before = param_count(state.model)
-            thin, _ = prune_channels(state.model, float(stage.arg))
-            details = _fit(config, entry, state, _ft_epochs(config), config.finetune_learning_rate,
-                           model=thin, log=log)  # fmt: skip
-            details.update(ratio=stage.arg, params_before=before,
-                           params_after=param_count(state.model))  # fmt: skip
-        else:
-            fmt = stage.name
-        results.append(
-            _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
-        )
-        write_report(results, out, config)
+                before = param_count(state.model)
+                thin, _ = prune_channels(state.model, float(stage.arg))
+                details = _fit(config, entry, state, _ft_epochs(config),
+                               config.finetune_learning_rate, model=thin, log=log)  # fmt: skip
+                details.update(ratio=stage.arg, params_before=before,
+                               params_after=param_count(state.model))  # fmt: skip
+            else:
+                fmt = stage.name
+            results.append(
+                _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
+            )
+            write_report(results, out, config)
     return results
 
 
