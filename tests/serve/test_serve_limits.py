@@ -238,3 +238,17 @@ def test_connection_churn_leaves_nothing_behind(sink):
     wait_for(lambda: threading.active_count() <= before)
     counts = sink.server.counts()
     assert counts["accepted"] == 230 and counts["refused"] == 0 and counts["errors"] == 0
+    assert counts["hung_up"] == 30  # each viewer that left was noticed and released
+
+
+def test_a_stream_client_that_keeps_sending_is_dropped(sink):
+    with connect(sink.port) as conn:
+        conn.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
+        wait_for(lambda: sink.hub.clients == 1)
+        try:
+            for _ in range(40):
+                conn.sendall(b"x" * 4096)  # 160 KiB after the request
+        except OSError:
+            pass  # reset once over the limit
+        wait_for(lambda: sink.hub.clients == 0 and sink.server.connections == 0)
+    assert sink.server.counts()["bad_requests"] == 1
