@@ -17,7 +17,10 @@ from typing import Any
 from edgekit.core.types import TASKS
 from edgekit.errors import SinkError, UsageError
 
-__all__ = ["ASSETS", "RunConfig", "default_model", "run_app"]
+__all__ = ["ASSETS", "ON_OUTPUT_ERROR", "RunConfig", "check_outputs", "default_model", "run_app"]
+
+#: What an output failing during a run does: the first is the default (see README, exit status).
+ON_OUTPUT_ERROR = ("continue", "stop")
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -44,9 +47,13 @@ class RunConfig:
     score threshold (``None`` = the model's default). ``max_frames``/``duration`` stop the run.
     ``track`` (detect only) adds stable track ids (:mod:`edgekit.core.tracking`); ``serve``
     (``[HOST:]PORT``) adds the live web preview (:mod:`edgekit.serve`), which requires
-    ``token`` (generated when ``None``) unless bound to loopback. ``edgetpu_fallback``: an Edge
+    ``token`` (generated when ``None``) unless bound to loopback, and encodes at most
+    ``serve_fps`` frames a second (``None``: every frame). ``edgetpu_fallback``: an Edge
     TPU model whose delegate fails to load runs its CPU sibling (``x.tflite``) with a warning;
     ``reconnect``: a live OpenCV camera or stream that is lost is opened again with backoff.
+    ``on_output_error``: what an output that fails during the run (a full disk, an unwritable
+    file) does: "continue" (the run goes on without it) or "stop" (the run ends); either way
+    :func:`check_outputs` turns it into exit status 5 once the run is over.
     """
 
     task: str
@@ -67,8 +74,10 @@ class RunConfig:
     track: bool = False
     serve: str | None = None
     token: str | None = None
+    serve_fps: float | None = 15.0
     edgetpu_fallback: bool = True
     reconnect: bool = True
+    on_output_error: str = "continue"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -93,6 +102,13 @@ class RunConfig:
             parse_bind(self.serve)  # raises UsageError naming what is wrong
         if self.token is not None and not self.token.strip():
             raise UsageError("--token must not be empty")
+        if self.serve_fps is not None and self.serve_fps <= 0:
+            raise UsageError(f"--serve-fps must be > 0, got {self.serve_fps}")
+        if self.on_output_error not in ON_OUTPUT_ERROR:
+            raise UsageError(
+                f"--on-output-error must be one of {', '.join(ON_OUTPUT_ERROR)}, "
+                f"got {self.on_output_error!r}"
+            )
 
 
 def default_model(task: str, assets: Path | None = None) -> Path:
@@ -149,34 +165,43 @@ def run_app(
     *,
     announce: Callable[[str], None] | None = None,
 ) -> Any:
-    """Load and check the model, open the source and the sinks, run the loop; returns
+    """Open the outputs, load and check the model, open the source, run the loop; returns
     ``LoopStats``.
 
-    The model comes first and runs one blank frame through its decoder
-    (:meth:`~edgekit.runtime.model.Model.check`), so a missing, broken or undecodable model is
-    reported (exit 3) before any camera or stream is opened. ``announce(line)`` receives one line saying what runs (model, kind, backend, threads,
-    source, outputs) before the first frame. The loop closes the source and sinks.
+    Each step fails before the next one starts: an output that cannot be written (exit 5)
+    before the model loads; a missing, broken or undecodable model (exit 3; the model runs one
+    blank frame through its decoder, :meth:`~edgekit.runtime.model.Model.check`) before any
+    camera or stream is opened (exit 4). ``announce(line)`` receives one line saying what runs
+    (model, kind, backend, threads, source, outputs) before the first frame. The loop closes
+    the source and sinks. An output that fails during the run is disabled (the run goes on,
+    or stops with ``on_output_error="stop"``) and recorded in the stats: see
+    :func:`check_outputs`.
     """
-    from edgekit.io import sinks as sinks_mod
+    from edgekit.io.sinks import VideoSink
     from edgekit.io.sources import LoresSource, open_source
     from edgekit.loop import run
     from edgekit.runtime.model import Model
     from edgekit.runtime.step import make_step
 
     model_path = config.model if config.model is not None else default_model(config.task)
-    labels = str(config.labels) if config.labels is not None else None
-    model = Model.load(
-        model_path,
-        backend=config.backend,
-        threads=config.threads,
-        labels=labels,
-        edgetpu_fallback=config.edgetpu_fallback,
-    )
-    _check_task(config, model)
-    model.check()
-    source = open_source(config.source, camera=config.camera, reconnect=config.reconnect)
     opened: list[Any] = []
+    source = None
     try:
+        window, preview = _open_outputs(config, opened)
+        labels = str(config.labels) if config.labels is not None else None
+        model = Model.load(
+            model_path,
+            backend=config.backend,
+            threads=config.threads,
+            labels=labels,
+            edgetpu_fallback=config.edgetpu_fallback,
+        )
+        _check_task(config, model)
+        model.check()
+        source = open_source(config.source, camera=config.camera, reconnect=config.reconnect)
+        for sink in opened:  # a video file plays at the source's rate (known only now)
+            if isinstance(sink, VideoSink):
+                sink.fps = _fps(source)
         # Resize each frame for the model in the capture thread (picamera2 sources already
         # deliver this low-res image), so inference never waits on it.
         source = LoresSource(source, model.spec.input_size, resize_mode=model.spec.resize_mode)
@@ -188,37 +213,71 @@ def run_app(
             from edgekit.runtime.track_step import make_tracking_step
 
             step = make_tracking_step(step)
-        if config.console:
+        if config.console:  # stderr: cannot fail to open; made last so a failure prints nothing
+            from edgekit.io.sinks import ConsoleSink
+
             every = 30 if getattr(source, "live", False) else 1
-            opened.append(sinks_mod.ConsoleSink(every=every))
-        if config.jsonl is not None:
-            opened.append(sinks_mod.JsonlSink(config.jsonl))
-        if config.save is not None:
-            opened.append(sinks_mod.VideoSink(config.save, fps=_fps(source)))
-        window = config.display and window_possible()
-        if window:
-            opened.append(sinks_mod.WindowSink(title=f"edgekit {config.task}"))
-        preview = None
-        if config.serve is not None:
-            from edgekit.serve import PreviewSink, parse_bind
-
-            host, port = parse_bind(config.serve)
-            preview = PreviewSink(host, port, token=config.token)
-            opened.append(preview)
-        if os.environ.get("NOTIFY_SOCKET"):  # under systemd (Type=notify): READY + watchdog
-            from edgekit.deploy.sdnotify import WatchdogSink
-
-            opened.append(WatchdogSink())
+            opened.insert(0, ConsoleSink(every=every))
     except BaseException:
         for sink in opened:
             _close_quietly(sink)
-        source.close()
+        if source is not None:
+            source.close()
         raise
     if announce is not None:
         announce(_describe(config, model, source, window))
         if preview is not None:
             announce(f"live preview at {preview.url}")
-    return run(source, step, opened, max_frames=config.max_frames, duration=config.duration)
+    return run(
+        source,
+        step,
+        opened,
+        max_frames=config.max_frames,
+        duration=config.duration,
+        stop_on_sink_error=config.on_output_error == "stop",
+    )
+
+
+def _open_outputs(config: RunConfig, opened: list[Any]) -> tuple[bool, Any]:
+    """Open every output ``config`` names but the console into ``opened`` (in place, so a
+    failure part-way leaves the ones to close there); returns (a window was opened, the
+    preview sink or None)."""
+    from edgekit.io import sinks as sinks_mod
+
+    if config.jsonl is not None:
+        opened.append(sinks_mod.JsonlSink(config.jsonl))
+    if config.save is not None:
+        opened.append(sinks_mod.VideoSink(config.save))
+    window = config.display and window_possible()
+    if window:
+        opened.append(sinks_mod.WindowSink(title=f"edgekit {config.task}"))
+    preview = None
+    if config.serve is not None:
+        from edgekit.serve import PreviewSink, parse_bind
+
+        host, port = parse_bind(config.serve)
+        preview = PreviewSink(host, port, token=config.token, max_fps=config.serve_fps)
+        opened.append(preview)
+    if os.environ.get("NOTIFY_SOCKET"):  # under systemd (Type=notify): READY + watchdog
+        from edgekit.deploy.sdnotify import WatchdogSink
+
+        opened.append(WatchdogSink())
+    return window, preview
+
+
+def check_outputs(stats: Any) -> None:
+    """Raise :class:`SinkError` (exit status 5) when an output of the run was disabled or failed
+    to close: names each one, the frames it lost and why. Nothing when every output held."""
+    errors = getattr(stats, "sink_errors", {})
+    if not errors:
+        return
+    parts = []
+    for name, error in errors.items():
+        lost = getattr(stats, "lost_frames", {}).get(name)
+        what = f"lost {lost} of {stats.frames} frames" if lost is not None else "failed"
+        parts.append(f"{name} {what} ({error})")
+    noun = "output" if len(parts) == 1 else f"{len(parts)} outputs"
+    raise SinkError(f"{noun} {'; '.join(parts)}")
 
 
 def _describe(config: RunConfig, model: Any, source: Any, window: bool) -> str:
@@ -258,7 +317,14 @@ def format_stats(stats: Any) -> str:
     if getattr(stats, "skipped_frames", 0):
         lines.append(f"skipped {stats.skipped_frames} unusable frames (empty or not RGB uint8)")
     for name, error in getattr(stats, "sink_errors", {}).items():
-        lines.append(f"output {name} was disabled: {error}")
+        lost = getattr(stats, "lost_frames", {}).get(name)
+        if lost is None:
+            lines.append(f"output {name} failed: {error}")
+        else:
+            lines.append(
+                f"output {name} was disabled after a write error: {error}; "
+                f"{lost} of {stats.frames} frames not written to it"
+            )
     rows = [(name, stats.stages[name]) for name in SUMMARY_STAGES if name in stats.stages]
     rows = [(name, s) for name, s in rows if s.count]
     if rows:

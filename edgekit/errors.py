@@ -99,3 +99,39 @@ class RemoteError(EdgekitError):
     names the target."""
 
     exit_code = 10
+
+
+class StageFailed(EdgekitError):
+    """A stage of a long-running job (``train``, ``compress``, ``eval``) failed. The message
+    names the stage, the error, and what the finished stages left behind (checkpoints,
+    artifacts, reports) and where; ``kept`` lists those paths. The exit code is the cause's
+    when the cause is an :class:`EdgekitError` (a dataset error stays 6, an export error 7),
+    else 11."""
+
+    exit_code = 11
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str,
+        kept: tuple[str, ...] = (),
+        cause: BaseException | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.stage = stage
+        self.kept = tuple(kept)
+        if isinstance(cause, EdgekitError):
+            self.exit_code = cause.exit_code
+
+
+def error_summary(exc: BaseException, limit: int = 300) -> str:
+    """``"Type: message"`` on one line (whitespace collapsed), at most ``limit`` characters:
+    what a one-line CLI error can quote of any exception (TensorFlow's span many lines)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, EdgekitError):
+        out = text
+    else:
+        out = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return out if len(out) <= limit else out[: limit - 1] + "…"

@@ -67,11 +67,14 @@ MAX_TIMING_SAMPLES = 50_000
 class LoopStats:
     """What a run did: frames written to the sinks, live frames dropped, wall time and FPS
     (``frames / elapsed_s``), per-stage timing distributions, and why it stopped
-    ("end", "max_frames", "duration", "stop_event", "SIGINT", "SIGTERM", "sink", "error").
+    ("end", "max_frames", "duration", "stop_event", "SIGINT", "SIGTERM", "sink", "output_error",
+    "error").
 
     ``skipped_frames`` counts what the source gave that was no usable frame (None, an empty
     image, not uint8, not (H, W, 3)): skipped before the step. ``sink_errors`` maps each sink
-    disabled by a write error (a full disk, an unwritable file) to that error's message."""
+    disabled by a write error (a full disk, an unwritable file), or that failed to close, to
+    that error's message; ``lost_frames`` maps each sink disabled during the run to the frames
+    it did not get (the one that failed and every later one)."""
 
     frames: int
     dropped: int
@@ -82,6 +85,12 @@ class LoopStats:
     stopped_by: str = "end"
     skipped_frames: int = 0
     sink_errors: dict[str, str] = field(default_factory=dict)
+    lost_frames: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def outputs_failed(self) -> bool:
+        """True when any output was disabled or failed to close: something was not written."""
+        return bool(self.sink_errors)
 
     def summary(self) -> str:
         mode = "pipelined" if self.pipelined else "serial"
@@ -95,8 +104,11 @@ class LoopStats:
                 parts.append(f"{name} p50 {s.p50_ms:.1f} ms")
         if self.skipped_frames:
             parts.append(f"skipped {self.skipped_frames} bad frames")
-        if self.sink_errors:
-            parts.append("disabled " + ", ".join(self.sink_errors))
+        for name in self.sink_errors:
+            lost = self.lost_frames.get(name)
+            parts.append(
+                f"disabled {name}" + (f" (lost {lost} frames)" if lost is not None else "")
+            )
         return ", ".join(parts) + f"; stopped by {self.stopped_by}"
 
 
@@ -187,13 +199,16 @@ class _Run:
         duration: float | None,
         render: Render | None,
         isolate_sink_errors: bool = True,
+        stop_on_sink_error: bool = False,
     ) -> None:
         self.source = source
         self.step = step
         self.sinks = list(sinks)  # the sinks still written to
         self.isolate_sink_errors = isolate_sink_errors
+        self.stop_on_sink_error = stop_on_sink_error
         self.disabled: list[Any] = []  # sinks dropped after a write error (already closed)
         self.sink_errors: dict[str, str] = {}
+        self.disabled_at: dict[str, int] = {}  # sink name -> frames written before it failed
         self.skipped = 0
         self.clock = clock
         self.max_frames = max_frames
@@ -299,18 +314,26 @@ class _Run:
 
     def disable_sink(self, sink: Any, exc: BaseException) -> None:
         """Stop writing to a sink that failed (a full disk, an unwritable file): close it quietly,
-        record and warn once; the other sinks and the loop go on. When no sink is left, the
-        error is raised (a run whose every output failed would be writing nothing)."""
+        record it (with the frames written before) and warn once; the other sinks and the loop
+        go on, unless ``stop_on_sink_error`` asks for a stop. When no sink is left the run stops
+        too (it would be writing nothing)."""
         name = sink_name(sink)
         message = str(exc) or type(exc).__name__
         self.sinks.remove(sink)
         self.disabled.append(sink)
         self.sink_errors[name] = message
+        self.disabled_at[name] = self.frames
         with contextlib.suppress(Exception):
             sink.close()
-        _log.warning("output %s disabled after a write error: %s", name, message)
-        if not self.sinks:
-            raise SinkError(f"every output failed; last: {name}: {message}") from exc
+        _log.warning(
+            "output %s disabled after a write error at frame %d: %s", name, self.frames, message
+        )
+        if self.stop_on_sink_error or not self.sinks:
+            self.request_stop("output_error")
+
+    def lost_frames(self) -> dict[str, int]:
+        """Frames each disabled sink did not get: the one that failed and every later one."""
+        return {name: self.frames - done for name, done in self.disabled_at.items()}
 
     # -- threads -------------------------------------------------------------------------
     def capture_worker(self, out: _Channel, count: bool) -> None:
@@ -466,6 +489,7 @@ def run(
     install_signal_handlers: bool = True,
     render: Render | None = None,
     isolate_sink_errors: bool = True,
+    stop_on_sink_error: bool = False,
 ) -> LoopStats:
     """Run ``step`` on every frame of ``source`` and hand each result to every sink.
 
@@ -480,8 +504,12 @@ def run(
 
     ``isolate_sink_errors`` (default): a sink whose ``write`` raises ``OSError`` or
     :class:`SinkError` is closed and dropped with one warning (logger ``edgekit.loop``) and
-    recorded in ``LoopStats.sink_errors``; the loop and the other sinks go on (when no sink is
-    left, a :class:`SinkError` ends the run). ``False``: the first such error ends the run.
+    recorded in ``LoopStats.sink_errors`` and ``lost_frames``; the loop and the other sinks go
+    on, or, with ``stop_on_sink_error`` (and always when no sink is left), the run stops as on
+    a signal (results already inferred still reach the other sinks; ``stopped_by`` is
+    "output_error"). A sink whose ``close`` raises such an
+    error is recorded in ``sink_errors`` too, so the stats are still returned.
+    ``isolate_sink_errors=False``: the first such error is raised and ends the run.
     Frames that are no usable RGB uint8 image are skipped and counted (``skipped_frames``).
     """
     if max_frames is not None and max_frames < 0:
@@ -504,6 +532,7 @@ def run(
         duration=duration,
         render=render,
         isolate_sink_errors=isolate_sink_errors,
+        stop_on_sink_error=stop_on_sink_error,
     )
 
     def poll() -> None:
@@ -512,8 +541,17 @@ def run(
 
     def closer(sink: Any) -> Callable[[], None]:
         def close() -> None:
-            if not any(sink is d for d in state.disabled):  # those were closed already
+            if any(sink is d for d in state.disabled):  # those were closed already
+                return
+            try:
                 sink.close()
+            except (OSError, SinkError) as exc:
+                if not isolate_sink_errors:
+                    raise
+                name = sink_name(sink)
+                message = f"on close: {str(exc) or type(exc).__name__}"
+                state.sink_errors[name] = message
+                _log.warning("output %s failed %s", name, message)
 
         return close
 
@@ -551,4 +589,5 @@ def run(
         stopped_by=state.stopped_by,
         skipped_frames=state.skipped,
         sink_errors=dict(state.sink_errors),
+        lost_frames=state.lost_frames(),
     )

@@ -341,9 +341,20 @@ def test_error_closing_a_sink_is_raised_after_closing_the_rest():
             super().close()
             raise OSError("flush failed")
 
+    class BuggyClose(ListSink):
+        def close(self):
+            super().close()
+            raise ValueError("a bug in close")
+
+    # an I/O error closing a sink is recorded in LoopStats.sink_errors by default
+    # (tests/test_loop_hardening.py); raised when sink errors are not isolated
     bad, good = BadClose(), ListSink()
     with pytest.raises(OSError, match="flush failed"):
-        run(frames(3), fake_step(), [bad, good])
+        run(frames(3), fake_step(), [bad, good], isolate_sink_errors=False)
+    assert good.closed and len(good.results) == 3
+    bad, good = BuggyClose(), ListSink()
+    with pytest.raises(ValueError, match="a bug in close"):
+        run(frames(3), fake_step(), [bad, good])  # not an I/O error: always raised
     assert good.closed and len(good.results) == 3
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import threading
@@ -74,25 +75,93 @@ def test_a_full_disk_disables_one_sink_and_the_loop_goes_on(pipelined, caplog):
     warnings = [r for r in caplog.records if r.name == "edgekit.loop"]
     assert len(warnings) == 1
     assert "disk" in warnings[0].getMessage() and "No space left" in warnings[0].getMessage()
-    assert "disabled disk" in stats.summary()
+    assert stats.lost_frames == {"disk": 7}  # frames 3..9
+    assert "disabled disk (lost 7 frames)" in stats.summary()
+    assert stats.outputs_failed
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux /dev/full")
-def test_jsonl_to_dev_full_is_disabled_and_the_other_sink_gets_every_frame(caplog):
-    jsonl, ok = JsonlSink("/dev/full"), ListSink()
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_stop_on_sink_error_ends_the_run_and_keeps_what_was_inferred(pipelined):
+    full, ok = DiskFullSink(fail_at=3), ListSink()
+    stats = run(frames(200), step, [full, ok], pipelined=pipelined, stop_on_sink_error=True)
+    assert stats.stopped_by == "output_error"
+    assert 4 <= stats.frames < 200  # stopped soon after frame 3, not at the end
+    assert [r.frame.index for r in ok.results] == list(range(stats.frames))  # no gap
+    assert stats.lost_frames == {"disk": stats.frames - 3}
+    assert full.closed == 1 and ok.closed == 1
+
+
+class FailingFile(io.StringIO):
+    """A text file whose writes fail with ENOSPC after ``ok_writes`` lines: a disk filling up,
+    injected where JsonlSink meets the file system."""
+
+    def __init__(self, ok_writes: int) -> None:
+        super().__init__()
+        self.name = "/mnt/full/out.jsonl"
+        self.ok_writes = ok_writes
+
+    def write(self, text: str) -> int:
+        if self.ok_writes <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.ok_writes -= 1
+        return super().write(text)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_jsonl_whose_disk_fills_after_n_lines(pipelined):
+    fh = FailingFile(ok_writes=4)
+    jsonl, ok = JsonlSink(fh), ListSink()
+    stats = run(frames(10), step, [jsonl, ok], pipelined=pipelined)
+    assert len(fh.getvalue().splitlines()) == 4 and jsonl.frames == 4
+    assert len(ok.results) == 10 and stats.stopped_by == "end"
+    name = "jsonl /mnt/full/out.jsonl"
+    assert stats.lost_frames == {name: 6}
+    assert "No space left on device" in stats.sink_errors[name]
+
+
+def test_a_sink_that_fails_to_close_is_recorded_not_raised():
+    class BadClose(ListSink):
+        def close(self):
+            super().close()
+            raise OSError(errno.EIO, "flush failed")
+
+    ok = ListSink()
+    stats = run(frames(3), step, [BadClose("late"), ok])
+    assert stats.frames == 3 and ok.closed == 1
+    assert stats.sink_errors == {"late": "on close: [Errno 5] flush failed"}
+    assert stats.lost_frames == {} and stats.outputs_failed
+    with pytest.raises(OSError, match="flush failed"):
+        run(frames(3), step, [BadClose("late"), ListSink()], isolate_sink_errors=False)
+
+
+@pytest.mark.parametrize("path", ["/dev/full", "/proc/version"])
+def test_jsonl_to_a_file_that_fails_the_first_write(path, caplog):
+    """Real files that open but cannot be written: /dev/full (ENOSPC), /proc/version (EIO as
+    root, EACCES at open otherwise)."""
+    if not os.path.exists(path):
+        pytest.skip(f"needs Linux {path}")
+    try:
+        jsonl = JsonlSink(path)
+    except SinkError as exc:  # not root: /proc/version does not even open
+        assert path in str(exc) and "Permission denied" in str(exc)
+        return
+    ok = ListSink()
     with caplog.at_level(logging.WARNING, logger="edgekit.loop"):
         stats = run(frames(5), step, [jsonl, ok])
     assert len(ok.results) == 5
-    assert list(stats.sink_errors) == ["JsonlSink('/dev/full')"]
-    assert "/dev/full" in stats.sink_errors["JsonlSink('/dev/full')"]
+    assert list(stats.sink_errors) == [f"jsonl {path}"]
+    assert path in stats.sink_errors[f"jsonl {path}"]
+    assert stats.lost_frames == {f"jsonl {path}": 5}
     assert len([r for r in caplog.records if r.name == "edgekit.loop"]) == 1
 
 
-def test_when_every_sink_failed_the_run_ends_with_a_sink_error():
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_when_every_sink_failed_the_run_stops_and_says_so(pipelined):
     full = DiskFullSink(fail_at=2)
-    with pytest.raises(SinkError, match="every output failed; last: disk"):
-        run(frames(100), step, [full])
+    stats = run(frames(100), step, [full], pipelined=pipelined)
+    assert stats.stopped_by == "output_error" and stats.frames < 100
     assert full.closed == 1 and len(full.results) == 2
+    assert stats.lost_frames == {"disk": stats.frames - 2}
 
 
 def test_other_errors_in_a_sink_still_end_the_run():
@@ -158,9 +227,16 @@ def test_timing_samples_are_bounded(monkeypatch):
 
 
 def test_the_app_summary_names_skipped_frames_and_disabled_outputs():
-    from edgekit.app import format_stats
+    from edgekit.app import check_outputs, format_stats
 
     stats = run([None, *frames(3)], step, [DiskFullSink(fail_at=1), ListSink()])
     text = format_stats(stats)
     assert "skipped 1 unusable frames" in text
-    assert "output disk was disabled: [Errno 28] No space left on device" in text
+    assert (
+        "output disk was disabled after a write error: [Errno 28] No space left on device; "
+        "2 of 3 frames not written to it"
+    ) in text.splitlines()
+    with pytest.raises(SinkError, match=r"^output disk lost 2 of 3 frames \(\[Errno 28\]") as info:
+        check_outputs(stats)
+    assert info.value.exit_code == 5
+    check_outputs(run(frames(3), step, [ListSink()]))  # every output held: nothing raised

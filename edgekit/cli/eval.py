@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -140,6 +141,9 @@ def eval_(
 
     from edgekit.eval import EvalConfig, evaluate_model, report
 
+    for path in (json_path, plot_path):  # before minutes of evaluation, not after
+        if path is not None:
+            report.check_writable(path)
     labels: tuple[str, ...] = ()
     if labels_path is not None:
         from edgekit.runtime.model import load_labels
@@ -166,6 +170,12 @@ def eval_(
     state: dict = {}
 
     def on_start(m, ds) -> None:
+        if plot_path is not None and m.spec.task != "detect":
+            from edgekit.errors import UsageError
+
+            raise UsageError(
+                f"--plot draws PR curves of detectors; {m.name} is a {m.spec.task} model"
+            )
         if not quiet:
             console.print(
                 f"{m.name}: {m.spec.task} ({m.spec.decoder}, {m.backend.name}) on {data} "
@@ -197,11 +207,35 @@ def eval_(
             console.print(table)
         for note in result.notes:
             console.print(f"note: {note}", markup=False)
-    if json_path is not None:
-        report.write_json(result, json_path)
-        if not quiet:
-            console.print(f"wrote {json_path}")
-    if plot_path is not None:
-        report.plot_pr_curves(result, plot_path)
-        if not quiet:
-            console.print(f"wrote {plot_path}")
+    written: list[str] = []
+    try:
+        if json_path is not None:
+            written.append(str(report.write_json(result, json_path)))
+            if not quiet:
+                console.print(f"wrote {json_path}")
+        if plot_path is not None:
+            written.append(str(report.plot_pr_curves(result, plot_path)))
+            if not quiet:
+                console.print(f"wrote {plot_path}")
+    except Exception as exc:
+        raise _report_failed(exc, result, written, quiet, console) from exc
+
+
+def _report_failed(
+    exc: Exception, result: Any, written: list[str], quiet: bool, console: Any
+) -> Exception:
+    """The evaluation finished but writing a report failed: keep the numbers (printed now if
+    -q hid them) and say what was written."""
+    from edgekit.errors import StageFailed, error_summary
+    from edgekit.eval import report
+
+    if quiet:  # the metrics would otherwise be lost with the report
+        console.print(report.metrics_table(result))
+    kept = f"; written: {', '.join(written)}" if written else ""
+    return StageFailed(
+        f"evaluation finished but its report failed: {error_summary(exc)}{kept}; the metrics "
+        "are printed above",
+        stage="report",
+        kept=tuple(written),
+        cause=exc,
+    )

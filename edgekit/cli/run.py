@@ -18,7 +18,13 @@ _EPILOG = """\b
 Sources: --source takes a video file, an image, a folder of images, a glob ("shots/*.jpg"),
 an rtsp:// or http:// stream, or a device index; --camera [N] opens camera N (picamera2 on a
 Raspberry Pi, OpenCV elsewhere). With neither, the built-in sample photos are used.
-Ctrl-C stops a live run cleanly (outputs are flushed and closed)."""
+Ctrl-C stops a live run cleanly (outputs are flushed and closed).
+
+\b
+Exit status: 0 when every frame reached every output; 2 bad usage, 3 model, 4 source, 5 an
+output that cannot be opened (checked before the model loads) or that failed during the run
+(--on-output-error decides whether the run goes on; the summary names the output and the
+frames it lost)."""
 
 
 def _options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -99,6 +105,25 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
             "127.0.0.1 unless HOST is given (0.0.0.0: all interfaces, then a token is required).",
         ),
         click.option(
+            "--serve-fps",
+            type=click.FloatRange(min=0.0),
+            default=15.0,
+            show_default=True,
+            help="Frames per second the preview encodes at most (0: every frame the loop makes); "
+            "what the preview costs the loop grows with it.",
+        ),
+        click.option(
+            "--on-output-error",
+            type=click.Choice(["continue", "stop"]),
+            default="continue",
+            show_default=True,
+            help="An output that fails during the run (a full disk, an unwritable file): "
+            "continue without it, or stop the run. Either way the summary names it and the "
+            "frames it lost, and the exit status is 5. Default continue: a camera keeps its "
+            "other outputs, preview and systemd watchdog alive, and a restart would not fix "
+            "the output anyway.",
+        ),
+        click.option(
             "--token",
             envvar="EDGEKIT_TOKEN",
             default=None,
@@ -112,7 +137,7 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run(task: str, **kwargs: Any) -> None:
-    from edgekit.app import RunConfig, format_stats, run_app
+    from edgekit.app import RunConfig, check_outputs, format_stats, run_app
 
     config = RunConfig(
         task=task,
@@ -132,9 +157,12 @@ def _run(task: str, **kwargs: Any) -> None:
         track=kwargs.get("track", False),
         serve=kwargs["serve"],
         token=kwargs["token"] if kwargs["serve"] is not None else None,
+        on_output_error=kwargs["on_output_error"],
+        serve_fps=kwargs["serve_fps"] or None,
     )
     stats = run_app(config, announce=lambda line: click.echo(line, err=True))
     click.echo(format_stats(stats), err=True)
+    check_outputs(stats)  # an output that lost frames: exit status 5, after the summary
 
 
 _TRACK = click.option(

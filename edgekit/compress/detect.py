@@ -57,7 +57,7 @@ def run_detection_recipe(
 ) -> list[Any]:
     """Run ``config`` (a :class:`~edgekit.compress.recipe.CompressConfig`) for the zoo detector
     ``entry``; writes artifacts, training runs and report.{md,json,png} under ``config.out``."""
-    from edgekit.compress.recipe import Stage
+    from edgekit.compress.recipe import Stage, stage_guard
     from edgekit.compress.report import write_report
     from edgekit.data import split_dataset
     from edgekit.train.fit import load_training_data
@@ -108,53 +108,56 @@ def run_detection_recipe(
     if pose:
         state.eval_data = _pose_data(config, "val", val_split, log)
     if teacher.endswith(".tflite"):  # the deployed teacher, on the same split and bench
-        t0 = time.perf_counter()
-        results.append(
-            _measure(config, Path(teacher), Stage("teacher"), "teacher", t0, {}, log, state)
-        )
+        with stage_guard(config, "teacher", results, log):
+            t0 = time.perf_counter()
+            results.append(
+                _measure(config, Path(teacher), Stage("teacher"), "teacher", t0, {}, log, state)
+            )
     if teacher and not pose:
         state.soft_teacher = _soft_teacher(config, entry, log)
     labelled = "distill" if teacher.endswith(".tflite") else "train"
     if config.init is not None and config.stages[0].name not in trains:
-        state.model, state.spec = _from_init(config, entry, classes)
-        state.data_yaml = _train_data(config, pose, labelled, train_split, classes, log)
-        t0 = time.perf_counter()
-        results.append(
-            _measure(
-                config, state.model, Stage("input"), "float32", t0, {}, log, state, len(results)
-            )
-        )
+        with stage_guard(config, "input", results, log):
+            state.model, state.spec = _from_init(config, entry, classes)
+            state.data_yaml = _train_data(config, pose, labelled, train_split, classes, log)
+            t0 = time.perf_counter()
+            stage_input = Stage("input")
+            measured = _measure(config, state.model, stage_input, "float32", t0, {}, log, state,
+                                len(results))  # fmt: skip
+            results.append(measured)
     for i, stage in enumerate(config.stages):
         t0 = time.perf_counter()
-        log(f"[{i + 1}/{len(config.stages)}] {stage.label}")
-        details: dict[str, Any] = {}
-        fmt = "float32"
-        if stage.name in trains:
-            how = labelled if stage.name == "distill" else "train"
-            state.data_yaml = _train_data(config, pose, how, train_split, classes, log)
-            details = _fit(config, entry, state, config.epochs, config.learning_rate,
-                           freeze=config.freeze, init=config.init, log=log,
-                           soft=stage.name == "distill")  # fmt: skip
-        elif stage.name == "finetune":
-            details = _fit(config, entry, state, _ft_epochs(config), config.finetune_learning_rate,
-                           model=state.model, log=log)  # fmt: skip
-        elif stage.name == "structured":
-            from edgekit.compress.structured import param_count, prune_channels
-            from edgekit.zoo.checkpoint import raw_heads
+        position = f"[{i + 1}/{len(config.stages)}]"
+        log(f"{position} {stage.label}")
+        with stage_guard(config, f"{position} {stage.label}", results, log):
+            details: dict[str, Any] = {}
+            fmt = "float32"
+            if stage.name in trains:
+                how = labelled if stage.name == "distill" else "train"
+                state.data_yaml = _train_data(config, pose, how, train_split, classes, log)
+                details = _fit(config, entry, state, config.epochs, config.learning_rate,
+                               freeze=config.freeze, init=config.init, log=log,
+                               soft=stage.name == "distill")  # fmt: skip
+            elif stage.name == "finetune":
+                details = _fit(config, entry, state, _ft_epochs(config),
+                               config.finetune_learning_rate, model=state.model, log=log)  # fmt: skip
+            elif stage.name == "structured":
+                from edgekit.compress.structured import param_count, prune_channels
+                from edgekit.zoo.checkpoint import raw_heads
 
-            before = param_count(state.model)
-            images = _calibration(config, state)
-            thin, _ = prune_channels(raw_heads(state.model), float(stage.arg), images=images)
-            details = _fit(config, entry, state, _ft_epochs(config), config.finetune_learning_rate,
-                           model=thin, log=log)  # fmt: skip
-            details.update(ratio=stage.arg, params_before=before,
-                           params_after=param_count(state.model))  # fmt: skip
-        else:
-            fmt = stage.name
-        results.append(
-            _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
-        )
-        write_report(results, out, config)
+                before = param_count(state.model)
+                images = _calibration(config, state)
+                thin, _ = prune_channels(raw_heads(state.model), float(stage.arg), images=images)
+                details = _fit(config, entry, state, _ft_epochs(config),
+                               config.finetune_learning_rate, model=thin, log=log)  # fmt: skip
+                details.update(ratio=stage.arg, params_before=before,
+                               params_after=param_count(state.model))  # fmt: skip
+            else:
+                fmt = stage.name
+            results.append(
+                _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
+            )
+            write_report(results, out, config)
     return results
 
 

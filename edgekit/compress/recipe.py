@@ -31,20 +31,30 @@ for pose) in :mod:`edgekit.compress.detect`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.errors import ConfigError, UsageError
+from edgekit.errors import ConfigError, StageFailed, UsageError, error_summary
 
-__all__ = ["CompressConfig", "Stage", "StageResult", "load_recipe", "parse_recipe", "run_recipe"]
+__all__ = [
+    "CompressConfig",
+    "Stage",
+    "StageResult",
+    "finished_stages",
+    "load_recipe",
+    "parse_recipe",
+    "run_recipe",
+    "stage_guard",
+]
 
 TRAIN_STAGES = ("train", "distill", "finetune", "prune", "structured")
 EXPORT_STAGES = ("int8", "float16", "dynamic", "float32")
@@ -349,43 +359,98 @@ def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) ->
     state = _State(model, spec, tuple(names), train)
     results: list[StageResult] = []
     if trained:
-        results.append(
-            _measure(
-                config, state, Stage("input"), "float32", time.perf_counter(), {}, log, index=0
+        with stage_guard(config, "input", results, log):
+            results.append(
+                _measure(
+                    config, state, Stage("input"), "float32", time.perf_counter(), {}, log, index=0
+                )
             )
-        )
     qmodel = None
     for i, stage in enumerate(config.stages):
         t0 = time.perf_counter()
-        log(f"[{i + 1}/{len(config.stages)}] {stage.label}")
-        details: dict[str, Any] = {}
-        fmt = "float32"
-        if stage.name in ("train", "distill"):
-            details = _train_stage(config, state, stage)
-        elif stage.name == "finetune":
-            _finetune(config, state, state.model)
-            details = {"epochs": config.finetune_epochs or config.epochs}
-        elif stage.name == "prune":
-            details = _prune_stage(config, state, stage)
-        elif stage.name == "structured":
-            details = _structured_stage(config, state, stage)
-        elif stage.name == "qat":
-            from edgekit.compress.quantize import qat
+        position = f"[{i + 1}/{len(config.stages)}]"
+        log(f"{position} {stage.label}")
+        with stage_guard(config, f"{position} {stage.label}", results, log):
+            details: dict[str, Any] = {}
+            fmt = "float32"
+            if stage.name in ("train", "distill"):
+                details = _train_stage(config, state, stage)
+            elif stage.name == "finetune":
+                _finetune(config, state, state.model)
+                details = {"epochs": config.finetune_epochs or config.epochs}
+            elif stage.name == "prune":
+                details = _prune_stage(config, state, stage)
+            elif stage.name == "structured":
+                details = _structured_stage(config, state, stage)
+            elif stage.name == "qat":
+                from edgekit.compress.quantize import qat
 
-            qmodel = qat(
-                state.model, state.train.x, state.train.y,
-                epochs=config.finetune_epochs or config.epochs, batch_size=config.batch_size,
-                learning_rate=config.finetune_learning_rate, seed=config.seed,
-            )  # fmt: skip
-            fmt = "int8-qat"
-        else:
-            fmt = stage.name
-        qm = qmodel if fmt == "int8-qat" else None
-        results.append(
-            _measure(config, state, stage, fmt, t0, details, log, qmodel=qm, index=len(results))
-        )
-        write_report(results, out, config)
+                qmodel = qat(
+                    state.model, state.train.x, state.train.y,
+                    epochs=config.finetune_epochs or config.epochs, batch_size=config.batch_size,
+                    learning_rate=config.finetune_learning_rate, seed=config.seed,
+                )  # fmt: skip
+                fmt = "int8-qat"
+            else:
+                fmt = stage.name
+            qm = qmodel if fmt == "int8-qat" else None
+            results.append(
+                _measure(config, state, stage, fmt, t0, details, log, qmodel=qm, index=len(results))
+            )
+            write_report(results, out, config)
     return results
+
+
+def finished_stages(
+    config: CompressConfig, results: Sequence[StageResult]
+) -> tuple[str, tuple[str, ...]]:
+    """A sentence naming the stages that finished, their artifacts and the report (all under
+    ``config.out``); and those paths."""
+    out = config.out
+    paths = [out / r.artifact for r in results if (out / r.artifact).is_file()]
+    paths += [out / name for name in ("report.md", "report.json") if (out / name).is_file()]
+    if not results:
+        return f"no stage finished; see {out}", tuple(str(p) for p in paths)
+    done = ", ".join(
+        f"{r.stage} ({r.artifact if (out / r.artifact).is_file() else 'measured'})" for r in results
+    )
+    return (
+        f"finished and kept in {out}: {done}; report {out / 'report.md'}",
+        tuple(str(p) for p in paths),
+    )
+
+
+@contextlib.contextmanager
+def stage_guard(
+    config: CompressConfig,
+    label: str,
+    results: list[StageResult],
+    log: Callable[[str], None],
+) -> Iterator[None]:
+    """Turn any failure inside one stage into :class:`StageFailed` naming the stage, the error
+    and what the finished stages left (their artifacts and the report, rewritten to record the
+    failure). Ctrl-C says the same and is raised again."""
+    from edgekit.compress.report import write_report
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        log(
+            f"edgekit compress: interrupted in stage {label}; "
+            + finished_stages(config, results)[0]
+        )
+        raise
+    except Exception as exc:
+        failed = {"stage": label, "error": error_summary(exc, 2000)}
+        with contextlib.suppress(Exception):  # the report is a courtesy: the error is the news
+            write_report(results, config.out, config, failed=failed)
+        kept, paths = finished_stages(config, results)
+        raise StageFailed(
+            f"compress stage {label} failed: {error_summary(exc, 600)}; {kept}",
+            stage=label,
+            kept=paths,
+            cause=exc,
+        ) from exc
 
 
 def _fit_labels(state: _State) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgekit.core.artifact import atomic_write_bytes
+
 __all__ = ["markdown_table", "plot", "write_report"]
 
 
@@ -79,17 +81,25 @@ def plot(results: Sequence[Any], path: str | Path, title: str = "edgekit compres
 
 
 def write_report(
-    results: Sequence[Any], out_dir: str | Path, config: Any = None
+    results: Sequence[Any],
+    out_dir: str | Path,
+    config: Any = None,
+    *,
+    failed: dict[str, str] | None = None,
 ) -> dict[str, Path]:
-    """Write report.json, report.md and report.png into ``out_dir``; returns their paths."""
+    """Write report.json, report.md and report.png into ``out_dir`` (each atomically: a run
+    killed while writing keeps the previous one); returns their paths. ``failed``
+    (``{"stage", "error"}``): the stage that failed after ``results``, recorded in both."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = {
+    data: dict[str, Any] = {
         "config": _jsonable(config) if config is not None else None,
         "stages": _jsonable(list(results)),
     }
+    if failed is not None:
+        data["failed"] = dict(failed)
     js = out / "report.json"
-    js.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    atomic_write_bytes(js, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
     lines = ["# Compression report", ""]
     if config is not None:
         lines += [
@@ -101,6 +111,13 @@ def write_report(
             "",
         ]
     lines += [markdown_table(results), ""]
+    if failed is not None:
+        lines += [
+            f"**Stage {failed['stage']} failed**: {failed['error']}",
+            "",
+            "The stages above finished; their artifacts are in this folder.",
+            "",
+        ]
     for r in results:
         qe = r.details.get("quant_error") if isinstance(r.details, dict) else None
         if qe:
@@ -118,6 +135,6 @@ def write_report(
                 + "; ".join(f"`{x['name']}` ({x['op']}) {x['rel_rmse']:.3f}" for x in worst)
             )
     md = out / "report.md"
-    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_bytes(md, ("\n".join(lines) + "\n").encode("utf-8"))
     png = plot(results, out / "report.png") if results else None
     return {"json": js, "md": md, **({"png": png} if png else {})}

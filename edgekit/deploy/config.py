@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from edgekit.app import ON_OUTPUT_ERROR
 from edgekit.errors import ConfigError
 
 BOARDS = ("rpi5", "rpi4", "coral-usb", "coral-devboard")
@@ -32,12 +33,16 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class ServiceOptions:
-    """How systemd runs the app. ``watchdog_sec=0`` turns the watchdog (and Type=notify) off."""
+    """How systemd runs the app. ``watchdog_sec=0`` turns the watchdog (and Type=notify) off.
+    ``on_output_error`` goes to ``edgekit <task> --on-output-error``: "continue" (default: the
+    camera, preview and watchdog keep running without the failed output; the exit status at
+    stop is 5) or "stop" (the service exits 5 at once and ``Restart=always`` starts it again)."""
 
     watchdog_sec: int = 30
     restart_sec: int = 2
     nice: int = 0
     output_dir: str = "/var/lib/edgekit"
+    on_output_error: str = "continue"
     extra_args: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
 
@@ -185,6 +190,11 @@ def validate(cfg: DeployConfig, *, source: str = "edgekit.yaml") -> None:
         raise bad("service.watchdog_sec/restart_sec", "must be >= 0")
     if not -20 <= svc.nice <= 19:
         raise bad("service.nice", "must be within [-20, 19]")
+    if svc.on_output_error not in ON_OUTPUT_ERROR:
+        raise bad(
+            "service.on_output_error",
+            f"must be one of {', '.join(ON_OUTPUT_ERROR)}, got {svc.on_output_error!r}",
+        )
     for name, path in (
         ("service.output_dir", svc.output_dir),
         ("install.prefix", cfg.install.prefix),
@@ -240,6 +250,7 @@ def config_to_dict(cfg: DeployConfig) -> dict[str, Any]:
             "restart_sec": cfg.service.restart_sec,
             "nice": cfg.service.nice,
             "output_dir": cfg.service.output_dir,
+            "on_output_error": cfg.service.on_output_error,
             "extra_args": list(cfg.service.extra_args),
             "environment": dict(cfg.service.environment),
         },

@@ -115,6 +115,7 @@ def app_command(cfg: DeployConfig) -> list[str]:
     else:
         cmd += ["--source", cfg.source]
     cmd += ["--score", f"{cfg.thresholds.score:g}", "--no-display", "--quiet"]
+    cmd += ["--on-output-error", cfg.service.on_output_error]
     for out in cfg.outputs:
         flag, target = OUTPUT_ARGS[out]
         cmd += [flag, str(PurePosixPath(cfg.service.output_dir) / target)]

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgekit.errors import SinkError
 
-__all__ = ["metrics_table", "per_class_table", "plot_pr_curves", "write_json"]
+__all__ = ["check_writable", "metrics_table", "per_class_table", "plot_pr_curves", "write_json"]
 
 # Metric keys shown first, per task, in this order (the rest follow).
 _ORDER = {
@@ -65,6 +65,22 @@ def per_class_table(result: Any, top: int | None = 20) -> Any:
     for name, vals in rows:
         table.add_row(name, *(_fmt(vals[c]) for c in cols))
     return table
+
+
+def check_writable(path: Path | str) -> None:
+    """Raise :class:`SinkError` naming ``path`` and the reason when a report cannot be written
+    there (a folder, a read-only file system, no permission): checked before an evaluation,
+    so that it fails at once instead of after it. Leaves no file behind."""
+    out = Path(path)
+    existed = os.path.lexists(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "ab"):
+            pass
+    except OSError as exc:
+        raise SinkError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+    if not existed:
+        out.unlink(missing_ok=True)
 
 
 def write_json(result: Any, path: Path | str) -> Path:

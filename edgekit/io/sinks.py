@@ -4,15 +4,22 @@ A sink has ``write(result)`` and ``close()`` (idempotent) and is a context manag
 show the annotated frame (:class:`VideoSink`, :class:`WindowSink`) set ``wants_image = True`` and
 accept ``write(result, image)``, so the loop draws each frame once for all of them; called with
 ``write(result)`` they draw it themselves. A sink sets ``stop_requested`` when the user asks to
-stop (a window closed, ``q`` pressed); the loop polls it.
+stop (a window closed, ``q`` pressed); the loop polls it. ``name`` says which output it is
+(``"jsonl out.jsonl"``) in warnings and in the run's summary.
+
+A file output is opened (or, for a video, checked writable) when the sink is made, so an
+output that cannot be written fails before anything runs; a write that fails later raises
+:class:`~edgekit.errors.SinkError` (the loop disables that sink and counts what it lost).
 
 JSON lines use :func:`result_to_json`: pixel coordinates of the original frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -111,6 +118,11 @@ class BaseSink:
     wants_image = False
     stop_requested = False
 
+    @property
+    def name(self) -> str:
+        """What the output is, for warnings and the run's summary."""
+        return repr(self)
+
     def __init__(self) -> None:
         self._closed = False
 
@@ -159,9 +171,16 @@ class JsonlSink(BaseSink):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
             except OSError as exc:
-                raise SinkError(f"cannot write JSON lines to {self.path}: {exc.strerror}") from exc
+                why = exc.strerror or str(exc)
+                if isinstance(exc, FileExistsError | NotADirectoryError):
+                    why = f"{exc.filename or self.path.parent} is not a folder"
+                raise SinkError(f"cannot write JSON lines to {self.path}: {why}") from exc
             self._owns = True
         self.frames = 0
+
+    @property
+    def name(self) -> str:
+        return f"jsonl {self.path}"
 
     def _write(self, result: FrameResult, image: np.ndarray | None) -> None:
         try:
@@ -182,6 +201,21 @@ class JsonlSink(BaseSink):
 
 
 Renderer = Callable[[FrameResult], np.ndarray]
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Raise :class:`SinkError` naming ``path`` and the reason when it cannot be opened for
+    writing (a folder, a read-only file system, no permission). Opens it for appending, so an
+    existing file is not truncated, and removes a file this check created."""
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise SinkError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
+    if not existed:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 class VideoSink(BaseSink):
@@ -213,15 +247,19 @@ class VideoSink(BaseSink):
         if len(fourcc) != 4:
             raise SinkError(f"FourCC must be 4 characters, got {fourcc!r}")
         if not self.path.parent.is_dir():
-            raise SinkError(
-                f"cannot write video {self.path}: folder {self.path.parent} does not exist"
-            )
+            why = "is not a folder" if self.path.parent.exists() else "does not exist"
+            raise SinkError(f"cannot write video {self.path}: {self.path.parent} {why}")
+        _check_writable(self.path, "video")
         self.fourcc = fourcc
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self._render = render
         self._writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None  # (width, height)
         self.frames = 0
+
+    @property
+    def name(self) -> str:
+        return f"video {self.path}"
 
     def _open(self, width: int, height: int) -> None:
         writer = cv2.VideoWriter(
@@ -289,6 +327,10 @@ class WindowSink(BaseSink):
         self._render = render
         self.stop_requested = False
 
+    @property
+    def name(self) -> str:
+        return f"window {self.title}"
+
     def _write(self, result: FrameResult, image: np.ndarray | None) -> None:
         if image is None:
             image = self._render(result)
@@ -344,6 +386,10 @@ class ConsoleSink(BaseSink):
         self._window_frame = 0
         self.frames = 0
         self._objects = 0
+
+    @property
+    def name(self) -> str:
+        return "console"
 
     def _print(self, text: str) -> None:
         print(text, file=self._stream or sys.stderr, flush=True)

@@ -5,16 +5,25 @@
 """
 
 from edgekit.serve.hub import FrameHub
-from edgekit.serve.server import PreviewServer, is_loopback, new_token, parse_bind
+from edgekit.serve.server import (
+    PreviewLimits,
+    PreviewServer,
+    frame_part,
+    is_loopback,
+    new_token,
+    parse_bind,
+)
 from edgekit.serve.sink import PreviewSink, encode_jpeg
 from edgekit.serve.stats import StatsWindow
 
 __all__ = [
     "FrameHub",
+    "PreviewLimits",
     "PreviewServer",
     "PreviewSink",
     "StatsWindow",
     "encode_jpeg",
+    "frame_part",
     "is_loopback",
     "new_token",
     "parse_bind",

@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import DatasetError, DependencyMissing, UsageError
+from edgekit.errors import (
+    DatasetError,
+    DependencyMissing,
+    StageFailed,
+    UsageError,
+    error_summary,
+)
 from edgekit.train.config import TrainConfig
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "freeze_layers",
     "load_training_data",
     "train",
+    "what_was_kept",
 ]
 
 log = logging.getLogger(__name__)
@@ -462,22 +469,34 @@ def train(
             )
         )
 
-    if initial_epoch < config.epochs:
-        model.fit(
-            train_pipe,
-            validation_data=val_pipe,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=[*own, *callbacks],
-            shuffle=False,  # the pipeline shuffles
-            verbose=0,
-        )
-    iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     last = out / "last.keras"
-    if not last.exists():  # nothing ran (a finished run resumed): write from the weights
-        saver = next(c for c in own if isinstance(c, cb.SaveModels))
-        saver.set_model(model)
-        saver.save("last")
+    try:
+        if initial_epoch < config.epochs:
+            model.fit(
+                train_pipe,
+                validation_data=val_pipe,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=[*own, *callbacks],
+                shuffle=False,  # the pipeline shuffles
+                verbose=0,
+            )
+        if not last.exists():  # nothing ran (a finished run resumed): write from the weights
+            saver = next(c for c in own if isinstance(c, cb.SaveModels))
+            saver.set_model(model)
+            saver.save("last")
+    except KeyboardInterrupt:
+        echo(f"edgekit train: interrupted; {what_was_kept(out, config.epochs)[0]}")
+        raise
+    except Exception as exc:
+        kept, paths = what_was_kept(out, config.epochs)
+        raise StageFailed(
+            f"training {config.model} failed: {error_summary(exc)}; {kept}",
+            stage="train",
+            kept=paths,
+            cause=exc,
+        ) from exc
+    iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     return TrainResult(
         out=out,
         best=out / "best.keras",
@@ -531,6 +550,28 @@ def _with_soft_targets(
         f"weight {config.distill_weight:g}"
     )
     return pipe.map(fn, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+#: What a run folder may hold once epochs finished, in the order a message lists them.
+_KEPT = ("checkpoint", "best.keras", "last.keras", "history.csv", "curves.png")
+
+
+def what_was_kept(out: Path, epochs: int) -> tuple[str, tuple[str, ...]]:
+    """A sentence saying how many of ``epochs`` finished in the run folder ``out``, what is
+    kept there and how to go on (``--resume``); and the kept paths."""
+    from edgekit.train.callbacks import read_state
+
+    state = read_state(out / "checkpoint")
+    done = int(state["epoch"]) if state else 0
+    paths = tuple(str(out / name) for name in _KEPT if (out / name).exists())
+    if done == 0 or not paths:
+        return f"no epoch finished, nothing to resume in {out}", paths
+    names = ", ".join(Path(p).name for p in paths)
+    return (
+        f"{done} of {epochs} epochs finished and are kept in {out} ({names}); continue with "
+        f"`edgekit train --out {out} --resume`",
+        paths,
+    )
 
 
 def _deployable(

@@ -112,6 +112,21 @@ def test_unit_content(fake_model):
     assert "ReadWritePaths=/srv/cam" in plain
 
 
+@pytest.mark.parametrize("policy", ["continue", "stop"])
+def test_the_unit_says_what_a_lost_output_does(fake_model, policy):
+    """The service command carries --on-output-error, and the run command accepts it."""
+    from edgekit.cli.run import detect
+
+    cfg = _cfg(fake_model, service={"on_output_error": policy})
+    unit = render("common/edgekit.service.j2", cfg)
+    (exec_line,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    assert f'"--on-output-error" "{policy}"' in exec_line
+    assert f"--on-output-error {policy} (edgekit.yaml service.on_output_error)" in unit
+    args = app_command(cfg)[2:]  # after the executable and the task
+    ctx = detect.make_context("detect", args)
+    assert ctx.params["on_output_error"] == policy and ctx.params["no_display"]
+
+
 def _systemd_verify(unit_text: str, folder: Path) -> subprocess.CompletedProcess:
     unit = folder / "edgekit.service"
     unit.write_text(unit_text)

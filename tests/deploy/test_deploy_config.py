@@ -25,6 +25,7 @@ wifi_country: DE
 service:
   watchdog_sec: 15
   restart_sec: 5
+  on_output_error: stop
   extra_args: [--threads, "2"]
   environment: {OMP_NUM_THREADS: 2}
 install: {prefix: /opt/cam}
@@ -37,11 +38,12 @@ install: {prefix: /opt/cam}
     assert cfg.service.environment == (("OMP_NUM_THREADS", "2"),)
     assert app_command(cfg) == [
         "/opt/cam/venv/bin/edgekit", "pose", "--model", "/opt/cam/models/movenet_edgetpu.tflite",
-        "--camera", "1", "--score", "0.3", "--no-display", "--quiet",
+        "--camera", "1", "--score", "0.3", "--no-display", "--quiet", "--on-output-error", "stop",
         "--jsonl", "/var/lib/edgekit/results.jsonl", "--save", "/var/lib/edgekit/annotated.mp4",
         "--threads", "2",
     ]  # fmt: skip
     assert load_config(None) == DeployConfig()
+    assert DeployConfig().service.on_output_error == "continue"
 
 
 @pytest.mark.parametrize(
@@ -53,6 +55,7 @@ install: {prefix: /opt/cam}
         ({"thresholds": {"score": 1.5}}, "'thresholds.score'"),
         ({"thresholds": {"scor": 0.5}}, "'thresholds.scor'"),
         ({"service": {"watchdog_sec": "30"}}, "'service.watchdog_sec'"),
+        ({"service": {"on_output_error": "ignore"}}, "'service.on_output_error'"),
         ({"service": {"output_dir": "relative/dir"}}, "'service.output_dir'"),
         ({"service": {"environment": {"BAD-NAME": 1}}}, "'service.environment'"),
         ({"install": {"prefix": "/opt/../etc"}}, "'install.prefix'"),

@@ -195,6 +195,30 @@ def test_video_sink_bad_paths(tmp_path):
         VideoSink(tmp_path / "o.gif")
     with pytest.raises(SinkError, match="does not exist"):
         VideoSink(tmp_path / "missing" / "o.mp4")
+    (tmp_path / "folder.mp4").mkdir()
+    with pytest.raises(SinkError, match=r"folder\.mp4: Is a directory"):
+        VideoSink(tmp_path / "folder.mp4")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SinkError, match="file is not a folder"):
+        VideoSink(tmp_path / "file" / "o.mp4")
+
+
+def test_video_sink_checks_the_path_at_once_without_touching_it(tmp_path):
+    """Writability is checked when the sink is made; nothing appears (or is truncated) before
+    the first frame."""
+    new = tmp_path / "new.avi"
+    VideoSink(new).close()
+    assert not new.exists()
+    old = tmp_path / "old.avi"
+    old.write_bytes(b"an earlier run")
+    VideoSink(old).close()
+    assert old.read_bytes() == b"an earlier run"
+
+
+def test_sinks_have_names(tmp_path):
+    assert JsonlSink(tmp_path / "o.jsonl").name == f"jsonl {tmp_path / 'o.jsonl'}"
+    assert VideoSink(tmp_path / "o.avi").name == f"video {tmp_path / 'o.avi'}"
+    assert ConsoleSink().name == "console"
 
 
 def test_video_sink_writer_that_does_not_open(tmp_path, monkeypatch):

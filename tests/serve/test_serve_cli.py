@@ -113,3 +113,17 @@ def test_detect_track_serve_on_vtest(shared, tmp_path):
     ids = {d["track_id"] for r in rows[10:] for d in r.get("detections", []) if "track_id" in d}
     assert len(ids) >= 4  # several people tracked
     assert all("track_id" not in d for d in rows[0].get("detections", []))  # min_hits
+
+
+def test_serve_fps_option(captured):
+    runner = CliRunner()
+    args = ["detect", "-m", "m.tflite", "--no-display", "--serve", "0"]
+    assert runner.invoke(cli, args).exit_code == 0
+    assert captured[-1].serve_fps == 15.0  # the default cap
+    assert runner.invoke(cli, [*args, "--serve-fps", "5"]).exit_code == 0
+    assert captured[-1].serve_fps == 5.0
+    assert runner.invoke(cli, [*args, "--serve-fps", "0"]).exit_code == 0
+    assert captured[-1].serve_fps is None  # every frame
+    assert runner.invoke(cli, [*args, "--serve-fps", "-1"]).exit_code == 2
+    with pytest.raises(UsageError, match="--serve-fps"):
+        RunConfig(task="detect", serve="0", serve_fps=0)

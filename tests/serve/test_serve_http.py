@@ -15,10 +15,19 @@ import pytest
 from preview_helpers import feeding, http_get, make_result, read_parts
 
 from edgekit.errors import SinkError, UsageError
+from edgekit.io import overlay
 from edgekit.io.sinks import result_to_json
 from edgekit.loop import run
-from edgekit.serve import FrameHub, PreviewSink, StatsWindow, is_loopback, parse_bind
+from edgekit.serve import (
+    FrameHub,
+    PreviewLimits,
+    PreviewSink,
+    StatsWindow,
+    is_loopback,
+    parse_bind,
+)
 from edgekit.serve import server as server_mod
+from edgekit.serve import sink as sink_mod
 
 
 @pytest.fixture
@@ -139,7 +148,7 @@ def test_mjpeg_stream_yields_valid_jpegs_of_the_fed_frames():
     sink = PreviewSink("127.0.0.1", 0, render=lambda r: r.frame.image, quality=90)
     try:
         with urllib.request.urlopen(base(sink) + "/stream.mjpg", timeout=10) as response:
-            wait_for(lambda: sink.wants_image)
+            wait_for(lambda: sink.hub.clients == 1)
             with feeding(sink, lambda k: make_result(k, gray=grays[k])):
                 parts = read_parts(response, 5)
     finally:
@@ -157,27 +166,32 @@ def test_mjpeg_stream_yields_valid_jpegs_of_the_fed_frames():
     assert sink.encoded >= 5
 
 
-def test_slow_client_never_blocks_the_writer_and_close_still_returns():
+def test_a_stuck_client_never_blocks_the_writer_is_dropped_and_close_still_returns():
     noise = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
-    sink = PreviewSink("127.0.0.1", 0, render=lambda r: r.frame.image, quality=95)
+    limits = PreviewLimits(write_timeout_s=1.0, send_buffer_bytes=64 * 1024)
+    sink = PreviewSink("127.0.0.1", 0, render=lambda r: r.frame.image, quality=95, limits=limits)
     stuck = socket.create_connection(("127.0.0.1", sink.port))
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")  # ... and never reads
     try:
         wait_for(lambda: sink.hub.clients == 1)
         times = []
-        for k in range(40):
+        for k in range(40):  # ~1.5 MB JPEGs: the stuck client's buffers fill at once
             result = make_result(k)
             frame = type(result.frame)(np.roll(noise, k, axis=1), k, 0, "noise")
             result = type(result)(frame)
             t0 = time.perf_counter()
             sink.write(result)
             times.append(time.perf_counter() - t0)
-        assert sink.encoded == 40  # ~40 MB of JPEG the stuck client never read
-        assert max(times) < 2.0  # encoding only, never waiting on the client
-        # a second, reading client still gets the newest frames meanwhile
+            time.sleep(0.02)
+        assert max(times) < 0.5  # a hand-off to the encoder, never waiting on a client
+        assert sink.encoded >= 2
+        # dropped once a frame did not get through within the write timeout
+        wait_for(lambda: sink.server.counts()["dropped_stalled"] == 1, timeout=10)
+        assert sink.hub.clients == 0
+        # a reading client still gets the newest frames
         with urllib.request.urlopen(base(sink) + "/stream.mjpg", timeout=10) as response:
-            wait_for(lambda: sink.hub.clients == 2)
+            wait_for(lambda: sink.hub.clients == 1)
             with feeding(sink, lambda k: make_result(k)):
                 assert len(read_parts(response, 2)) == 2
         t0 = time.perf_counter()
@@ -255,8 +269,24 @@ def test_close_stops_serving_and_joins_threads():
         sink.write(make_result(0))
 
 
-def test_in_the_loop_the_viewer_gets_annotated_frames():
-    sink = PreviewSink("127.0.0.1", 0)
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_in_the_loop_the_viewer_gets_annotated_frames(pipelined, monkeypatch):
+    """...drawn and encoded on the preview's own thread, never on a loop thread (not even the
+    one thread of the serial loop)."""
+    drawn_on, encoded_on = set(), set()
+
+    def render(result):
+        drawn_on.add(threading.current_thread().name)
+        return overlay.render(result)
+
+    real_encode = sink_mod.encode_jpeg
+
+    def encode(image, quality):
+        encoded_on.add(threading.current_thread().name)
+        return real_encode(image, quality)
+
+    monkeypatch.setattr(sink_mod, "encode_jpeg", encode)
+    sink = PreviewSink("127.0.0.1", 0, render=render)
     response = urllib.request.urlopen(base(sink) + "/stream.mjpg", timeout=10)
     wait_for(lambda: sink.hub.clients == 1)
 
@@ -271,12 +301,60 @@ def test_in_the_loop_the_viewer_gets_annotated_frames():
     got = []
     reader = threading.Thread(target=lambda: got.extend(read_parts(response, 3)))
     reader.start()
-    stats = run(source(), step, [sink], install_signal_handlers=False)
+    stats = run(source(), step, [sink], install_signal_handlers=False, pipelined=pipelined)
     reader.join(10)
     response.close()
     assert stats.frames == 40 and sink.stats.frames == 40
     assert len(got) == 3 and sink.hub.closed  # run() closed the sink
+    assert drawn_on == encoded_on == {"edgekit-preview-encoder"}
+    assert "render" not in stats.stages  # the loop drew nothing for the preview
     image = cv2.imdecode(np.frombuffer(got[-1][1], np.uint8), cv2.IMREAD_COLOR)
     plain = cv2.cvtColor(make_result(0).frame.image, cv2.COLOR_RGB2BGR)
     assert image.shape == plain.shape
     assert np.abs(image.astype(int) - plain).max() > 100  # boxes and labels were drawn
+
+
+def test_max_fps_caps_the_encoding():
+    sink = PreviewSink("127.0.0.1", 0, render=lambda r: r.frame.image, max_fps=5)
+    try:
+        with urllib.request.urlopen(base(sink) + "/stream.mjpg", timeout=10) as response:
+            wait_for(lambda: sink.hub.clients == 1)
+            t0 = time.monotonic()
+            with feeding(sink, period=0.01):  # ~100 frames a second
+                read_parts(response, 3)
+            elapsed = time.monotonic() - t0
+        assert sink.stats.frames > 3 * sink.encoded  # most frames were never encoded
+        assert sink.encoded <= 5 * elapsed + 2
+    finally:
+        sink.close()
+
+
+def test_an_encoder_failure_disables_the_preview_in_the_loop():
+    def broken(result):
+        raise ValueError("cannot draw this")
+
+    sink = PreviewSink("127.0.0.1", 0, render=broken)
+    response = urllib.request.urlopen(base(sink) + "/stream.mjpg", timeout=10)
+    wait_for(lambda: sink.hub.clients == 1)
+
+    def source():
+        for k in range(200):
+            time.sleep(0.005)
+            yield make_result(k).frame
+
+    other = []
+
+    class ListSink:
+        def write(self, result):
+            other.append(result)
+
+        def close(self):
+            pass
+
+    stats = run(source(), lambda f: make_result(f.index), [sink, ListSink()])
+    response.close()
+    assert len(other) == 200 and stats.stopped_by == "end"
+    (name,) = stats.sink_errors
+    assert name.startswith("preview http://127.0.0.1:")
+    assert "encoder failed: cannot draw this" in stats.sink_errors[name]
+    assert 0 < stats.lost_frames[name] < 200

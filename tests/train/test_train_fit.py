@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from edgekit.errors import StageFailed
+
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.tf
 
@@ -45,8 +47,19 @@ def test_classifier_learns_and_resumes_after_kill(shapes_data, tmp_path):
         tensorboard=False,
         crop_context=0.0,
     )
-    with pytest.raises(Killed):
+    with pytest.raises(StageFailed) as info:
         train(cfg, callbacks=[_kill_after(2)], echo=lambda s: None)
+    # the failure names what finished, where it is, and how to go on
+    assert isinstance(info.value.__cause__, Killed) and info.value.exit_code == 11
+    assert str(info.value) == (
+        "training mobilenet_v2 failed: Killed: killed after epoch 2; 2 of 4 epochs finished and "
+        f"are kept in {out} (checkpoint, best.keras, last.keras, history.csv, curves.png); "
+        f"continue with `edgekit train --out {out} --resume`"
+    )
+    assert info.value.kept == tuple(
+        str(out / n)
+        for n in ("checkpoint", "best.keras", "last.keras", "history.csv", "curves.png")
+    )
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 2
     steps = state["iterations"] // 2
@@ -73,3 +86,30 @@ def test_classifier_learns_and_resumes_after_kill(shapes_data, tmp_path):
     assert (out / "labels.txt").read_text().split() == ["red", "green", "blue"]
     lines = (out / "history.csv").read_text().splitlines()
     assert len(lines) == 5 and lines[0].startswith("epoch,")
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(shapes_data, tmp_path):
+    import keras
+
+    from edgekit.train import TrainConfig, train
+    from edgekit.train.fit import what_was_kept
+
+    out = tmp_path / "run"
+    assert what_was_kept(out, 2) == (f"no epoch finished, nothing to resume in {out}", ())
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(
+        model="mobilenet_v2", data=shapes_data, epochs=2, batch=8, img=32, width=0.35,
+        eager=True, steps_per_epoch=1, val_fraction=0.25, out=out, progress="none",
+        tensorboard=False, crop_context=0.0,
+    )  # fmt: skip
+    said: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[CtrlC()], echo=said.append)
+    assert said[-1].startswith(
+        f"edgekit train: interrupted; 1 of 2 epochs finished and are kept in {out}"
+    )
+    assert said[-1].endswith(f"continue with `edgekit train --out {out} --resume`")
