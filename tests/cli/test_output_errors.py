@@ -103,7 +103,7 @@ def test_output_failing_on_its_first_write_exits_5_and_says_what_was_lost(path, 
     assert proc.returncode == 5, proc.stderr
     lines = proc.stderr.splitlines()
     # one warning when it happened, one line in the summary
-    warned = f"output jsonl {path} disabled after a write error at frame 0: "
+    warned = f"edgekit: warning: output jsonl {path} disabled after a write error at frame 0: "
     assert sum(line.startswith(warned) for line in lines) == 1, proc.stderr
     summary = [line for line in lines if line.startswith(f"output jsonl {path} was disabled")]
     assert summary == [
