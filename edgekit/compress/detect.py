@@ -352,6 +352,10 @@ def _fit(
         temperature=config.temperature,
         distill_weight=config.distill_weight,
     )
+    if model is not None and entry.task == "pose":  # training fits the heads, not the decode
+        from edgekit.zoo.checkpoint import raw_heads
+
+        model = raw_heads(model)
     result = train(cfg, echo=lambda m: log(f"  {m}"), model=model)
     # the last epoch: the internal val split is partly teacher-labelled, the held-back one decides
     state.model, state.spec = load_source(str(result.last))
