@@ -6,12 +6,13 @@ Both start from their teachers, brought in by ``edgekit import`` (no download; e
 ``people/train`` (human person boxes); ``people/valid`` (822 photos) is only ever scored on:
 
 - detect: SSD MobileNet V1 COCO (TF1, uint8, 300²) imported, its 90 classes cut to ``person``,
-  input 224², trained on the human boxes + the teacher's extra boxes (score >= 0.5) + the
-  teacher's per-anchor person scores at temperature T (``distill``), then 25 % of its private
-  channels removed and fine-tuned (``structured``), full int8 with NMS inside.
+  input 224², trained on the human boxes + the teacher's per-anchor person scores at
+  temperature T (``distill``; the photos are completely labelled, so no teacher boxes join
+  them), exported full int8 with NMS inside; then thinned (``structured``, channels chosen and
+  compensated from the data) and fine-tuned, and exported again.
 - pose: MoveNet SinglePose Lightning (int8, 192²) imported, input 128², trained on square crops
-  of the people in ``people/train`` labelled by MoveNet itself (``distill``), thinned and
-  fine-tuned, full int8 with the decode tail kept float.
+  of the people in ``people/train`` labelled by MoveNet itself (``distill``), fine-tuned
+  (``finetune``), thinned and fine-tuned, full int8 with the decode tail kept float.
 
 The from-scratch zoo route (an SSDLite / MoveNet-style MobileNetV2 initialised from ImageNet,
 the previous defaults' architecture) is trained on the same data with the same epochs, as the
@@ -68,10 +69,10 @@ class Recipe:
     det_score: float = 0.4  # default score threshold embedded in the shipped detector's spec
     pose_img: int = 128
     pose_epochs: int = 10
-    pose_ft_epochs: int = 5
-    pose_thin: float = 0.3
-    pose_lr: float = 5e-4
-    pose_ft_lr: float = 2e-4
+    pose_ft_epochs: int = 10
+    pose_thin: float = 0.15
+    pose_lr: float = 3e-4
+    pose_ft_lr: float = 3e-4
     pose_batch: int = 32
     zoo_det_lr: float = 2e-3
     zoo_pose_lr: float = 2e-3
@@ -200,8 +201,9 @@ def stage_detect(data: Path, out: Path, r: Recipe, paths: dict, teachers: dict) 
     return _compress(
         student=str(teachers["detect"]),
         teacher=str(data / DET_TEACHER),
-        stages=f"distill,structured:{r.det_thin:g},int8",
+        stages=f"distill,int8,structured:{r.det_thin:g},int8",
         classes=("person",),
+        teacher_boxes=False,  # people/train is completely labelled: soft targets only
         input_size=r.det_img,
         epochs=r.det_epochs,
         finetune_epochs=r.det_ft_epochs,
@@ -219,7 +221,7 @@ def stage_pose(data: Path, out: Path, r: Recipe, paths: dict, teachers: dict) ->
     return _compress(
         student=str(teachers["pose"]),
         teacher=str(data / POSE_TEACHER),
-        stages=f"distill,structured:{r.pose_thin:g},int8",
+        stages=f"distill,finetune,structured:{r.pose_thin:g},int8",
         input_size=r.pose_img,
         epochs=r.pose_epochs,
         finetune_epochs=r.pose_ft_epochs,

@@ -115,7 +115,9 @@ def run_detection_recipe(
             )
     if teacher and not pose:
         state.soft_teacher = _soft_teacher(config, entry, log)
-    labelled = "distill" if teacher.endswith(".tflite") else "train"
+    # the teacher's boxes join the labels (a .tflite teacher, unless turned off); soft targets
+    # come with any SSD teacher
+    labelled = "distill" if teacher.endswith(".tflite") and config.teacher_boxes else "train"
     if config.init is not None and config.stages[0].name not in trains:
         with stage_guard(config, "input", results, log):
             state.model, state.spec = _from_init(config, entry, classes)
