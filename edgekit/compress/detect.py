@@ -428,8 +428,11 @@ def _export(config: Any, model: Any, state: _State, stage: Any, fmt: str, index:
     from edgekit.export.tflite import ExportConfig, export_model
 
     target = artifact_path(config, index, stage, fmt)
-    if fmt == "float32":
+    if fmt == "float32":  # usable as --student or --init of a later run, spec next to it
+        from edgekit.train.callbacks import atomic_write
+
         model.save(target.with_suffix(".keras"))
+        atomic_write(target.with_suffix(".spec.json"), state.spec.to_json())
     images = state.data_yaml.parent / "images" if state.data_yaml else None
     res = export_model(
         model,

@@ -108,6 +108,7 @@ def test_detection_distill_structured_int8_next_to_the_teacher(tmp_path, people)
     assert report["stages"][0]["stage"] == "teacher"
     assert "| stage | artifact | person AP50 |" in (cfg.out / "report.md").read_text()
     # a later run starts from that checkpoint: the input is measured first, next to the teacher
+    assert (cfg.out / "01_distill.spec.json").is_file()  # the checkpoint describes itself
     again = _config(tmp_path, people, "int8", init=cfg.out / "01_distill.keras", out=tmp_path / "b")
     rows = run_recipe(again, log=logs.append)
     assert [r.stage for r in rows] == ["teacher", "input", "int8"]
