@@ -421,7 +421,8 @@ def tfex_pck(data: Path, model_path: Path, alpha: float = 0.1) -> dict:
 # ------------------------------------------------------------------------------------ video
 def stage_video(data: Path, out: Path, r: Recipe, teacher: Path, student: Path) -> dict:
     """Frame by frame on the second camera domain: where the teacher finds a person (score >=
-    0.5), does the student find that person (IoU >= 0.5, at its own default threshold)?"""
+    0.5), does the student find that person (IoU >= 0.5, at the default threshold it ships
+    with, ``det_score``)?"""
     import numpy as np
 
     from edgekit.core.boxes import iou
@@ -437,7 +438,8 @@ def stage_video(data: Path, out: Path, r: Recipe, teacher: Path, student: Path) 
             counts["frames"] += 1
             t = [d.box for d in t_model.predict(frame.image, score_threshold=0.5).detections
                  if d.label == "person"]  # fmt: skip
-            s = [d.box for d in s_model.predict(frame.image).detections if d.label == "person"]
+            found = s_model.predict(frame.image, score_threshold=r.det_score).detections
+            s = [d.box for d in found if d.label == "person"]
             if t:
                 counts["teacher_frames"] += 1
                 counts["both"] += bool(s) and float(iou(np.array(t), np.array(s)).max()) >= 0.5
