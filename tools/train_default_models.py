@@ -68,9 +68,9 @@ class Recipe:
     det_lr: float = 5e-4
     det_ft_lr: float = 2e-4
     det_batch: int = 16
-    temperature: float = 2.0  # soft targets: sigmoid(z / T); see models/detect_default.md
+    temperature: float = 1.0  # soft targets: sigmoid(z / T); why 1: models/detect_default.md
     distill_weight: float = 1.0
-    det_score: float = 0.4  # default score threshold embedded in the shipped detector's spec
+    det_score: float = 0.35  # the shipped detector's default threshold: best F1 on people/valid
     pose_img: int = 128
     pose_epochs: int = 10
     pose_ft_epochs: int = 5
