@@ -90,7 +90,7 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
     Raises :class:`ModelLoadError` when the file is missing or is not a readable TFLite model.
     With ``load=False`` no interpreter is created (flatbuffer and embedded files only).
     """
-    from edgekit.runtime.flatbuffer import read_tflite
+    from edgekit.core.flatbuffer import read_tflite
     from edgekit.runtime.interpreter import read_model_bytes
     from edgekit.runtime.metadata import ModelMetadata, read_metadata
 

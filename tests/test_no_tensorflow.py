@@ -49,7 +49,7 @@ DEVICE_MODULES = (
     "edgekit.runtime.input_domain",
     "edgekit.runtime.metadata",
     "edgekit.runtime.step",
-    "edgekit.runtime.flatbuffer",
+    "edgekit.core.flatbuffer",
     "edgekit.io.sources",
     "edgekit.io.sinks",
     "edgekit.loop",

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.flatbuffer import read_tflite
 from edgekit.core.types import ModelSpec
 from edgekit.errors import DependencyMissing, ExportError, UsageError
 from edgekit.export.edgetpu import INSTALL_HINT, CompileResult, check_edgetpu, compile_edgetpu
@@ -31,7 +32,6 @@ from edgekit.export.formats import ExportFormat, ExportOptions, get_format, vali
 from edgekit.export.metadata import finalize_spec, order_outputs_by_signature, write_artifact
 from edgekit.export.nms import NMSConfig, nms_serving_fn, ssd_output_positions
 from edgekit.export.representative import representative_samples
-from edgekit.runtime.flatbuffer import read_tflite
 
 Progress = Callable[[int, int], None]  # (samples done, total)
 

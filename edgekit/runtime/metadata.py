@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgekit.core.artifact import LABELS_NAME, SPEC_NAME, parse_labels
-from edgekit.runtime.flatbuffer import TFLiteGraph, _Buf, _Table, read_tflite
+from edgekit.core.flatbuffer import TFLiteGraph, _Buf, _Table, read_tflite
 
 __all__ = [
     "MAX_LABELS",

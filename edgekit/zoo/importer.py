@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.flatbuffer import SubgraphInfo, TensorInfo, TFLiteGraph, read_tflite
 from edgekit.core.types import ModelSpec
 from edgekit.errors import ModelLoadError, UnsupportedModelError
-from edgekit.runtime.flatbuffer import SubgraphInfo, TensorInfo, TFLiteGraph, read_tflite
 from edgekit.zoo.tflite_graph import producers, translate_graph
 
 __all__ = [
