@@ -60,7 +60,7 @@ DEVICE_MODULES = (
     "edgekit.bench.remote",
     "edgekit.bench.compare",
     "edgekit.app",
-    "edgekit.inspect",
+    "edgekit.describe",
     "edgekit.export.edgetpu",
     "edgekit.cli.main",
     "edgekit.cli.quiet",
