@@ -182,7 +182,7 @@ def quantize(model: Path, recipe: str, calib: Path | None, calib_samples: int, o
     Example:
       edgekit quantize model_float.tflite --recipe static_wi8_ai8 --calib images/
     """
-    from edgekit.compress.aeq import quantize_tflite
+    from edgekit.compress.ai_edge_quantizer import quantize_tflite
     from edgekit.export.representative import list_images, read_rgb
 
     images = []
