@@ -291,7 +291,7 @@ def stage_zoo(data: Path, out: Path, r: Recipe, paths: dict) -> dict[str, Path]:
 def stage_evaluate(data: Path, out: Path, r: Recipe, rows: dict[str, dict[str, Path]]) -> dict:
     """One eval per model and one bench run for all of them; ``report.json``."""
     from edgekit.bench.latency import BenchConfig, bench_models
-    from edgekit.eval.predict import EvalConfig, evaluate_model
+    from edgekit.eval.run import EvalConfig, evaluate_model
 
     report: dict[str, Any] = {"recipe": dataclasses.asdict(r), "quick": r == QUICK, "rows": {}}
     crops = out / "pose" / "data_pose_val" / "data.yaml"

@@ -196,7 +196,7 @@ def load_classify_data(
     """An image-folder dataset as arrays, preprocessed as ``spec`` says (the runtime's resize
     and normalization), split like :func:`edgekit.eval.evaluate_model` splits it."""
     from edgekit.compress.teacher import read_rgb
-    from edgekit.eval.predict import load_eval_dataset
+    from edgekit.eval.run import load_eval_dataset
     from edgekit.export.representative import float_preprocessor
 
     ds = load_eval_dataset(

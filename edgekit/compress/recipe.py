@@ -258,7 +258,7 @@ def score_artifact(
     --split val`` uses; all of ``val_data``, or of ``data``, when given) and its median invoke
     time in ms through ``edgekit bench``."""
     from edgekit.bench.latency import BenchConfig, bench_models
-    from edgekit.eval.predict import EvalConfig, evaluate_model
+    from edgekit.eval.run import EvalConfig, evaluate_model
 
     if data is None:
         data, split = (config.val_data, "all") if config.val_data else (config.data, "val")
@@ -603,7 +603,7 @@ def _measure(
 
 
 def _val_images(config: CompressConfig, limit: int = 32) -> list[Path]:
-    from edgekit.eval.predict import load_eval_dataset
+    from edgekit.eval.run import load_eval_dataset
 
     ds = load_eval_dataset(
         config.data, "folder", split="val", val_fraction=config.val_fraction, seed=config.seed

@@ -12,7 +12,7 @@ from edgekit.eval.classify import (
 )
 from edgekit.eval.detection import COCO90_TO_80, ClassMap, DetectionMetrics, evaluate_detections
 from edgekit.eval.pose import PoseMetrics, evaluate_poses, pck_per_instance
-from edgekit.eval.predict import (
+from edgekit.eval.run import (
     EvalConfig,
     EvalResult,
     evaluate_model,

@@ -303,7 +303,7 @@ def load_explainable(
     if suffix in (".keras", ".h5"):
         if not p.is_file():
             raise ModelLoadError(f"{p}: model file not found")
-        from edgekit.eval.predict import load_keras
+        from edgekit.eval.run import load_keras
 
         return load_keras(p, arch=arch, labels=labels)
     if p.exists():
@@ -316,7 +316,7 @@ def load_explainable(
             hint="see edgekit models list",
         )
     _keras()
-    from edgekit.eval.predict import KerasInterpreter
+    from edgekit.eval.run import KerasInterpreter
     from edgekit.runtime.interpreter import BackendInfo
     from edgekit.runtime.model import Model
     from edgekit.zoo.registry import get_entry

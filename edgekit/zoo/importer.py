@@ -511,7 +511,7 @@ def _task_figures(
     imported: ImportedModel, original: Any, image: np.ndarray, acc: dict[str, list[float]]
 ) -> None:
     from edgekit.core.boxes import iou as iou_matrix
-    from edgekit.eval.predict import KerasInterpreter
+    from edgekit.eval.run import KerasInterpreter
     from edgekit.runtime.interpreter import BackendInfo
     from edgekit.runtime.model import Model
 

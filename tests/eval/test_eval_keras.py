@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit.core.types import ModelSpec
-from edgekit.eval.predict import KerasInterpreter
+from edgekit.eval.run import KerasInterpreter
 from edgekit.runtime.interpreter import BackendInfo
 from edgekit.runtime.model import Model
 

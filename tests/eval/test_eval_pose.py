@@ -90,7 +90,7 @@ def tfex_pose_dataset(folder) -> Dataset:
 
 
 def test_movenet_on_tfex_pose_truth(shared):
-    from edgekit.eval.predict import load_model, predict_dataset
+    from edgekit.eval.run import load_model, predict_dataset
 
     ds = tfex_pose_dataset(shared("images", "tfex_pose"))
     model = load_model(shared("models", "movenet_single_pose_lightning_ptq.tflite"))
