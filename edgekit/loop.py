@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.stats import LatencyStats
+from edgekit.core.latency import LatencyStats
 from edgekit.core.types import Frame, FrameResult
 from edgekit.errors import SinkError
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.bench.machine import machine_info
-from edgekit.core.stats import LatencyStats
+from edgekit.core.latency import LatencyStats
 from edgekit.errors import SourceError, UsageError
 
 __all__ = [

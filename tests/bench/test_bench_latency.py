@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgekit.bench import STAGES, BenchConfig, bench_models, machine_info, report
-from edgekit.core.stats import LatencyStats
+from edgekit.core.latency import LatencyStats
 from edgekit.errors import UsageError
 
 

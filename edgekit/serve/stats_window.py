@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edgekit.core.stats import LatencyStats
+from edgekit.core.latency import LatencyStats
 from edgekit.core.types import FrameResult
 
 __all__ = ["STAGE_ORDER", "StatsWindow"]
