@@ -125,10 +125,8 @@ class ModelSpec:
     """What a model is and how to feed and decode it. Embedded in edgekit exports (JSON).
 
     - ``task``: "detect" | "pose" | "classify".
-    - ``decoder``: which runtime decoder reads the outputs: "ssd_postprocess" (TFLite_Detection_PostProcess
-      outputs), "ssd_raw" (box encodings + class logits + anchors in ``decoder_params``),
-      "yolo" (``[1, 4+C, N]``), "yolo_nms" (builtin NMS inside the model), "movenet" (``[1,1,17,3]``),
-      "posenet" (heatmaps + short/mid offsets), "classify" (``[1, N]``).
+    - ``decoder``: which runtime decoder reads the outputs: a key of the one table of them,
+      :data:`edgekit.runtime.decoders.DECODERS` (e.g. "ssd_postprocess", "yolo", "movenet").
     - ``input_size``: (height, width) of the model input.
     - ``input_dtype``: "uint8" | "int8" | "float32".
     - ``normalization``: (mean, std) per channel applied to 0..255 RGB before quantization,
