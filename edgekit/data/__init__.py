@@ -4,11 +4,10 @@ split, and (``edgekit.data.pipeline``, TensorFlow) the ``tf.data`` input pipelin
 
 Everything importable from here is numpy/standard library only (no TensorFlow)."""
 
+from edgekit.core.types import COCO80_CATEGORY_IDS, COCO80_NAMES
 from edgekit.data.check import CheckReport, check_dataset
 from edgekit.data.coco import read_coco, to_coco_json, write_coco_json
 from edgekit.data.dataset import (
-    COCO80_CATEGORY_IDS,
-    COCO80_NAMES,
     Dataset,
     ImageRecord,
     Problem,

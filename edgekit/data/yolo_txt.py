@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.core.types import COCO_KEYPOINT_NAMES
+from edgekit.core.types import COCO80_NAMES, COCO_KEYPOINT_NAMES
 from edgekit.data.dataset import (
-    COCO80_NAMES,
     IMAGE_SUFFIXES,
     Dataset,
     ImageRecord,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.artifact import parse_labels
-from edgekit.core.types import COCO_KEYPOINT_NAMES, ModelSpec
+from edgekit.core.types import COCO80_NAMES, COCO_KEYPOINT_NAMES, ModelSpec
 from edgekit.errors import ModelLoadError, UnsupportedModelError
 from edgekit.runtime.decoders import DECODERS
 from edgekit.runtime.decoders.common import detail_shape
@@ -167,8 +167,6 @@ def assumed_labels(spec: ModelSpec, output_details: Sequence[dict]) -> tuple[str
     models almost always are: Ultralytics' COCO detectors); ``()`` otherwise."""
     if spec.labels or spec.decoder != "yolo" or num_classes(spec, output_details) != 80:
         return ()
-    from edgekit.data.dataset import COCO80_NAMES
-
     return COCO80_NAMES
 
 
