@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.core.types import TASKS
+from edgekit.core.types import TASKS, pick_stages
 from edgekit.errors import SinkError, UsageError
 
 __all__ = ["ASSETS", "ON_OUTPUT_ERROR", "RunConfig", "check_outputs", "default_model", "run_app"]
@@ -295,15 +295,9 @@ def _describe(config: RunConfig, model: Any, source: Any, window: bool) -> str:
     )
 
 
-SUMMARY_STAGES = (
-    "capture",
-    "preprocess",
-    "invoke",
-    "postprocess",
-    "track",
-    "total",
-    "render",
-    "write",
+#: The stages the end-of-run summary shows (core.types.STAGES has what each means).
+SUMMARY_STAGES = pick_stages(
+    "capture", "preprocess", "invoke", "postprocess", "track", "total", "render", "write"
 )
 
 

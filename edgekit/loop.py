@@ -18,7 +18,8 @@
 The loop knows nothing of models or cameras: ``step(frame) -> FrameResult`` does the inference
 (and may add its own timings, e.g. "preprocess", "invoke", "postprocess").
 
-Timings, in milliseconds, added to each ``FrameResult.timings`` before it reaches the sinks:
+Timings, in milliseconds, added to each ``FrameResult.timings`` before it reaches the sinks
+(:data:`edgekit.core.types.STAGES` lists every stage and its one meaning):
 
 - ``capture``: the source producing the frame (read + decode + colour conversion);
 - ``wait``: from the frame being captured to the step starting on it (queueing);
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.latency import LatencyStats
-from edgekit.core.types import Frame, FrameResult
+from edgekit.core.types import Frame, FrameResult, pick_stages
 from edgekit.errors import SinkError
 
 Step = Callable[[Frame], FrameResult]
@@ -61,6 +62,8 @@ _JOIN_S = 5.0
 # Per-stage timing samples kept for LoopStats: the most recent ones only, so a camera running for
 # days holds a bounded ~10 MB instead of ~215 bytes per frame forever.
 MAX_TIMING_SAMPLES = 50_000
+#: The stages :meth:`LoopStats.summary` shows (core.types.STAGES has what each means).
+SUMMARY_STAGES = pick_stages("capture", "invoke", "step", "total")
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class LoopStats:
             f"{self.frames} frames in {self.elapsed_s:.2f} s = {self.fps:.1f} fps ({mode})",
             f"dropped {self.dropped}",
         ]
-        for name in ("capture", "invoke", "step", "total"):
+        for name in SUMMARY_STAGES:
             if name in self.stages:
                 s = self.stages[name]
                 parts.append(f"{name} p50 {s.p50_ms:.1f} ms")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgekit.bench.latency import BENCH_STAGES
 from edgekit.bench.remote import TargetRun
 from edgekit.bench.report import CSV_FIELDS, write_text
 from edgekit.bench.report import plot as plot_results
@@ -216,7 +217,7 @@ def table(runs: Sequence[TargetRun], title: str | None = "edgekit bench") -> Any
         else:  # the backend's default: each target's own count
             t.add_row(f"[bold]{Path(model).name}[/bold]", *[""] * len(runs))
             t.add_row("  threads", *threads)
-        for stage in ("preprocess", "invoke", "postprocess", "total"):
+        for stage in BENCH_STAGES:
             t.add_row(f"  {stage}", *[_stage_cell(run, index, stage) for run in runs])
         fps = []
         for run in runs:

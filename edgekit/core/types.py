@@ -59,6 +59,44 @@ COCO80_CATEGORY_IDS: tuple[int, ...] = (
 
 TASKS = ("detect", "pose", "classify")
 
+#: The timed stages of a frame's route, in the order they happen. Each name has one meaning
+#: wherever it appears (milliseconds: ``FrameResult.timings``, the loop's and the bench's
+#: statistics, JSON lines, the preview); a report shows the ones it measured, in this order.
+#:
+#: - ``capture``: the source producing the frame (read + decode + colour conversion);
+#: - ``wait``: from the frame being captured to the step starting on it (the loop's queues);
+#: - ``preprocess``: resize/letterbox + quantize into the input tensor;
+#: - ``invoke``: the interpreter;
+#: - ``postprocess``: dequantize + decode + map the results to the frame;
+#: - ``track``: the tracker (``--track``);
+#: - ``step``: the whole ``step(frame)`` call (preprocess + invoke + postprocess [+ track]);
+#: - ``total``: a result's latency, from the frame in hand to its result being ready: in the
+#:   loop from the start of the frame's capture (capture + wait + step), in ``edgekit bench``
+#:   (a frame already in memory, run back to back) preprocess + invoke + postprocess;
+#: - ``render``: drawing the overlay, once for the sinks that show it (the loop);
+#: - ``write``: handing the result to every sink (the loop).
+STAGES: tuple[str, ...] = (
+    "capture",
+    "wait",
+    "preprocess",
+    "invoke",
+    "postprocess",
+    "track",
+    "step",
+    "total",
+    "render",
+    "write",
+)
+
+
+def pick_stages(*names: str) -> tuple[str, ...]:
+    """``names`` in :data:`STAGES` order (what a report shows); ``ValueError`` for a name that
+    is not a stage."""
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ValueError(f"not stages: {unknown} (the stages are {', '.join(STAGES)})")
+    return tuple(s for s in STAGES if s in names)
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:

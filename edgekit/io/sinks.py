@@ -30,11 +30,12 @@ from typing import IO, Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from edgekit.core.types import FrameResult, to_pixels
+from edgekit.core.types import FrameResult, pick_stages, to_pixels
 from edgekit.errors import SinkError
 from edgekit.io import overlay
 
-TIMING_KEYS = ("capture", "preprocess", "invoke", "postprocess", "total")
+#: The stages a JSON line carries (core.types.STAGES has what each means).
+JSONL_STAGES = pick_stages("capture", "preprocess", "invoke", "postprocess", "total")
 
 # Video container -> FourCC that opencv-python's FFmpeg build can encode (avc1 cannot).
 FOURCC_BY_SUFFIX: dict[str, str] = {
@@ -107,7 +108,7 @@ def result_to_json(result: FrameResult) -> dict[str, Any]:
             for c in result.classes
         ]
     out["timings_ms"] = {
-        k: _round(result.timings[k], 3) for k in TIMING_KEYS if k in result.timings
+        k: _round(result.timings[k], 3) for k in JSONL_STAGES if k in result.timings
     }
     return out
 
