@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -172,6 +172,32 @@ class FrameResult:
     poses: tuple[Pose, ...] = ()
     classes: tuple[Classification, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where the loop hands each result (:func:`edgekit.loop.run`).
+
+    - ``name``: which output it is (``"jsonl out.jsonl"``), in warnings and the run's summary;
+    - ``wants_image``: True for a sink that shows the annotated frame; the loop draws it once
+      per frame for all of them and passes it as ``image`` (None for the others);
+    - ``stop_requested``: set by the sink when the user asks to stop (a window closed); the
+      loop stops after the frame;
+    - ``write(result, image)``: an ``OSError`` or :class:`~edgekit.errors.SinkError` disables
+      the sink (see :func:`edgekit.loop.run`);
+    - ``close()``: flush and release; called once, when the run ends.
+
+    :class:`edgekit.io.sinks.BaseSink` implements all of it; the loop also takes an object with
+    ``write(result)`` and ``close()`` only (the rest then default: its repr, False, False).
+    """
+
+    name: str
+    wants_image: bool
+    stop_requested: bool
+
+    def write(self, result: FrameResult, image: np.ndarray | None = None) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def to_pixels(box: Box, width: int, height: int) -> tuple[float, float, float, float]:

@@ -1,10 +1,10 @@
 """Frame sources, result sinks and the overlay: the edges where pixels enter and leave."""
 
+from edgekit.core.types import Sink
 from edgekit.io.overlay import draw
 from edgekit.io.sinks import (
     ConsoleSink,
     JsonlSink,
-    Sink,
     VideoSink,
     WindowSink,
     gui_available,
