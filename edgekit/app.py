@@ -259,7 +259,7 @@ def _open_outputs(config: RunConfig, opened: list[Any]) -> tuple[bool, Any]:
         preview = PreviewSink(host, port, token=config.token, max_fps=config.serve_fps)
         opened.append(preview)
     if os.environ.get("NOTIFY_SOCKET"):  # under systemd (Type=notify): READY + watchdog
-        from edgekit.deploy.sdnotify import WatchdogSink
+        from edgekit.io.sdnotify import WatchdogSink
 
         opened.append(WatchdogSink())
     return window, preview
