@@ -198,13 +198,17 @@ def run_app(
         )
         _check_task(config, model)
         model.check()
-        source = open_source(config.source, camera=config.camera, reconnect=config.reconnect)
+        # The model decides its input size once (its preprocessor's resize rule): a Pi camera's
+        # low-res stream is sized by it, and any other source's frames are resized by it in
+        # the capture thread (LoresSource), so inference never waits on a resize.
+        resized_hw = model.preprocessor.resized_hw
+        source = open_source(
+            config.source, camera=config.camera, reconnect=config.reconnect, resized_hw=resized_hw
+        )
         for sink in opened:  # a video file plays at the source's rate (known only now)
             if isinstance(sink, VideoSink):
                 sink.fps = _fps(source)
-        # Resize each frame for the model in the capture thread (picamera2 sources already
-        # deliver this low-res image), so inference never waits on it.
-        source = LoresSource(source, model.spec.input_size, resize_mode=model.spec.resize_mode)
+        source = LoresSource(source, resized_hw)
         thresholds = dict(config.extra_thresholds)
         if config.score is not None:
             thresholds["score_threshold"] = config.score

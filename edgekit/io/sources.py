@@ -258,19 +258,27 @@ class VideoSource(BaseSource):
         self._cap.release()
 
 
+#: (height, width) of a frame -> (height, width) a model resizes it to before padding: a loaded
+#: model's own rule, :meth:`edgekit.runtime.preprocess.Preprocessor.resized_hw`.
+ResizedHW = Callable[[tuple[int, int]], tuple[int, int]]
+
+
 class LoresSource(BaseSource):
     """Wraps a source to add ``Frame.lores``: each frame resized to what a model input needs, in
     whichever thread reads the source (the loop's capture thread), as picamera2's low-resolution
     stream does on a Pi. The model's own preprocessing then has no resize left to do, so
-    inference overlaps it. ``resize_mode`` is the model's: "resize" stretches to ``input_hw``;
-    "letterbox" keeps the aspect ratio (the model pads). Frames that already have ``lores`` pass
-    through.
+    inference overlaps it. Frames that already have ``lores`` pass through.
+
+    ``size`` is the loaded model's resize rule (``model.preprocessor.resized_hw``, what the app
+    passes: the model decides its input size once), or a model input ``(height, width)`` with
+    ``resize_mode`` ("resize" stretches to it; "letterbox" keeps the aspect ratio, the model
+    pads).
     """
 
     def __init__(
         self,
         source: Source,
-        input_hw: tuple[int, int],
+        size: ResizedHW | tuple[int, int],
         *,
         resize_mode: str = "resize",
         interpolation: int = cv2.INTER_LINEAR,
@@ -282,16 +290,19 @@ class LoresSource(BaseSource):
         self.name = source.name
         self.live = source.live
         self.fps = getattr(source, "fps", None)
-        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
-        self.resize_mode = resize_mode
+        if callable(size):
+            self._resized_hw = size
+        else:
+            input_hw = (int(size[0]), int(size[1]))
+            self._resized_hw = lambda hw: make_transform(resize_mode, hw, input_hw).resized_hw
         self.interpolation = interpolation
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
 
     def lores_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         """(height, width) the model would resize a ``frame_hw`` frame to before any padding."""
         if frame_hw not in self._sizes:
-            t = make_transform(self.resize_mode, frame_hw, self.input_hw)
-            self._sizes[frame_hw] = (int(t.resized_hw[0]), int(t.resized_hw[1]))
+            h, w = self._resized_hw(frame_hw)
+            self._sizes[frame_hw] = (int(h), int(w))
         return self._sizes[frame_hw]
 
     def _frames(self) -> Iterator[Frame]:
@@ -411,6 +422,7 @@ def open_source(
     repeat: int = 1,
     live: bool | None = None,
     reconnect: bool = False,
+    resized_hw: ResizedHW | None = None,
     **picamera2_options: Any,
 ) -> BaseSource:
     """Open what the user named.
@@ -426,8 +438,13 @@ def open_source(
 
     ``repeat`` loops image sources; ``live`` overrides the guess (e.g. treat a file as a camera);
     ``reconnect``: a live OpenCV camera or stream that stops giving frames is opened again with
-    backoff (see :class:`VideoSource`) instead of ending; other keywords go to :class:`~edgekit.io.picamera.Picamera2Source`.
+    backoff (see :class:`VideoSource`) instead of ending; ``resized_hw``: the loaded model's
+    resize rule, which sizes a Pi camera's low-resolution stream
+    (:func:`~edgekit.io.picamera.lores_size_for`); other keywords go to
+    :class:`~edgekit.io.picamera.Picamera2Source`.
     """
+    if resized_hw is not None and "lores_size" not in picamera2_options:
+        picamera2_options["lores_for"] = resized_hw
     if camera is not None and camera is not False:
         index = 0 if camera is True else int(camera)
         if picamera2_available():

@@ -140,6 +140,13 @@ class Preprocessor:
     def transform(self, frame_hw: tuple[int, int]) -> Transform:
         return make_transform(self.resize_mode, frame_hw, self.input_hw)
 
+    def resized_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) this model resizes a ``frame_hw`` frame to before any padding: what
+        a camera's low-resolution stream and :class:`~edgekit.io.sources.LoresSource` deliver,
+        so that no resize is left for the inference thread."""
+        h, w = self.transform(frame_hw).resized_hw
+        return int(h), int(w)
+
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, Transform]:
         img = _as_rgb(image, self.channels)
         t = self.transform(img.shape[:2])
