@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bench.machine import machine_info
 from edgekit.core.latency import LatencyStats
 from edgekit.core.types import pick_stages
 from edgekit.errors import SourceError, UsageError
@@ -33,7 +32,6 @@ __all__ = [
     "BenchConfig",
     "BenchResult",
     "bench_models",
-    "machine_info",
     "sample_image",
 ]
 

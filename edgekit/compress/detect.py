@@ -60,7 +60,7 @@ def run_detection_recipe(
     from edgekit.compress.recipe import Stage, stage_guard
     from edgekit.compress.report import write_report
     from edgekit.data import split_dataset
-    from edgekit.train.fit import load_training_data
+    from edgekit.data.load import load_dataset
 
     bad = [s.label for s in config.stages if s.name not in DETECT_STAGES]
     if bad:
@@ -85,7 +85,7 @@ def run_detection_recipe(
         raise UsageError(f"{teacher}: a pose teacher is a .tflite model (e.g. MoveNet)")
     if teacher and not teacher.endswith((".tflite", ".keras")):
         raise UsageError(f"{teacher}: a detection teacher is a .tflite or a .keras SSD checkpoint")
-    dataset = load_training_data(config.data)
+    dataset = load_dataset(config.data)
     if dataset.source_format == "folder":
         raise DatasetError(f"{config.data}: a {entry.task} student needs a COCO/YOLO/VOC dataset")
     classes = ("person",) if pose else tuple(config.classes or dataset.class_names)
@@ -96,7 +96,7 @@ def run_detection_recipe(
             "(held-back evaluation needs their ground truth)"
         )
     if config.val_data is not None:  # a separate evaluation set: train on all of data
-        train_split, val_split = dataset, load_training_data(config.val_data)
+        train_split, val_split = dataset, load_dataset(config.val_data)
     else:
         train_split, val_split = split_dataset(dataset, config.val_fraction, config.seed)
     if config.max_labelled is not None:

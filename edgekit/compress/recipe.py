@@ -326,7 +326,7 @@ def run_recipe(config: CompressConfig, *, log: Callable[[str], None] = print) ->
 
     from edgekit.compress.distill import load_classify_data
     from edgekit.compress.report import write_report
-    from edgekit.eval.classify import is_image_folder, read_image_folder
+    from edgekit.data.images import is_image_folder, read_image_folder
 
     entry = _dense_student(config.student)
     if entry is not None:
@@ -570,7 +570,7 @@ def _measure(
             state.model.save(path.with_suffix(".keras"))
     elif state.float_artifact is not None and fmt in ("int8", "int8-qat"):
         from edgekit.compress.layer_error import layer_errors
-        from edgekit.compress.teacher import read_rgb
+        from edgekit.data.images import read_rgb
 
         images = [read_rgb(p) for p in _val_images(config)]
         details["quant_error"] = quant_error(state.float_artifact, path, images).to_dict()
@@ -603,9 +603,9 @@ def _measure(
 
 
 def _val_images(config: CompressConfig, limit: int = 32) -> list[Path]:
-    from edgekit.eval.run import load_eval_dataset
+    from edgekit.data.load import load_dataset
 
-    ds = load_eval_dataset(
+    ds = load_dataset(
         config.data, "folder", split="val", val_fraction=config.val_fraction, seed=config.seed
     )
     return [r.path for r in ds.images[:limit]]

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.data.dataset import read_rgb
+from edgekit.data.images import read_rgb
 from edgekit.errors import DatasetError, SourceError, UsageError
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "frames_from_video",
     "merge_detections",
     "pseudo_label",
-    "read_rgb",
 ]
 
 
@@ -334,7 +333,8 @@ def pseudo_label(
     above ``score_threshold``, else 0). Decoded results are cached as JSON next to the
     raw-output cache when ``cache`` is given.
     """
-    from edgekit.data.dataset import Dataset, ImageRecord, read_image_size
+    from edgekit.data.dataset import Dataset, ImageRecord
+    from edgekit.data.images import read_image_size
 
     task = teacher.spec.task
     if task not in ("detect", "pose"):

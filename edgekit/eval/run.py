@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.data.dataset import read_rgb
+from edgekit.data.images import read_rgb
+from edgekit.data.load import load_dataset
 from edgekit.errors import DatasetError, DependencyMissing, ModelLoadError, UsageError
 
 __all__ = [
@@ -25,12 +26,10 @@ __all__ = [
     "EvalResult",
     "KerasInterpreter",
     "evaluate_model",
-    "load_eval_dataset",
     "load_model",
     "predict_dataset",
 ]
 
-SPLITS = ("val", "train", "all")
 Progress = Callable[[int, int], None]
 
 
@@ -250,45 +249,6 @@ def load_model(
 # --- data ------------------------------------------------------------------------------------
 
 
-def load_eval_dataset(
-    path: Path | str,
-    format: str = "auto",
-    *,
-    split: str = "val",
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    max_images: int | None = None,
-) -> Any:
-    """Read the dataset, take the split and the first ``max_images`` images."""
-    from edgekit.data import read_dataset, split_dataset
-    from edgekit.eval.classify import is_image_folder, read_image_folder
-
-    p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"{p}: no such dataset file or folder")
-    if split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if format == "folder" or (format == "auto" and is_image_folder(p)):
-        ds = read_image_folder(p)
-    else:
-        ds = read_dataset(p, format)
-    if len(ds) == 0:
-        raise DatasetError(f"{p}: the dataset has no images")
-    if split != "all":
-        train, val = split_dataset(ds, val_fraction, seed)
-        ds = val if split == "val" else train
-        if len(ds) == 0:
-            raise DatasetError(
-                f"{p}: the {split} split (val fraction {val_fraction}) has no images",
-                hint="use --all",
-            )
-    if max_images is not None:
-        if max_images < 1:
-            raise UsageError(f"--max-images must be >= 1, got {max_images}")
-        ds = ds.subset(range(min(max_images, len(ds))))
-    return ds
-
-
 def check_task(task: str, dataset: Any, data: Path | str) -> None:
     """Refuse a model/dataset pair that cannot be evaluated together."""
     if task == "detect" and dataset.source_format == "folder":
@@ -353,7 +313,7 @@ def evaluate_model(
 
     if not Path(config.model).is_file():
         raise ModelLoadError(f"{config.model}: model file not found")
-    dataset = load_eval_dataset(
+    dataset = load_dataset(
         config.data,
         config.format,
         split=config.split,

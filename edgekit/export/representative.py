@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.core.types import ModelSpec
-from edgekit.data.dataset import read_rgb
+from edgekit.data.images import read_rgb
 from edgekit.errors import DatasetError
 from edgekit.runtime.preprocess import Preprocessor, input_lut
 

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.types import COCO_KEYPOINT_NAMES
-from edgekit.data.dataset import Dataset, ImageRecord, display_path, read_rgb
+from edgekit.data.dataset import Dataset, ImageRecord, display_path
+from edgekit.data.images import read_rgb
 from edgekit.errors import DatasetError, UsageError
 
 __all__ = [

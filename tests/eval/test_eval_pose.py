@@ -9,7 +9,7 @@ import pytest
 
 from edgekit.core.types import COCO_KEYPOINT_NAMES, Keypoint, Pose
 from edgekit.data import Dataset, ImageRecord
-from edgekit.data.dataset import read_image_size
+from edgekit.data.images import read_image_size
 from edgekit.errors import DatasetError
 from edgekit.eval.pose import evaluate_poses, pck_per_instance
 
