@@ -183,7 +183,8 @@ def quantize(model: Path, recipe: str, calib: Path | None, calib_samples: int, o
       edgekit quantize model_float.tflite --recipe static_wi8_ai8 --calib images/
     """
     from edgekit.compress.ai_edge_quantizer import quantize_tflite
-    from edgekit.export.representative import list_images, read_rgb
+    from edgekit.data.images import read_rgb
+    from edgekit.export.representative import list_images
 
     images = []
     if calib is not None:

@@ -19,6 +19,7 @@ from edgekit.errors import DatasetError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "decode_rgb",
     "is_image_folder",
     "list_images",
     "read_image_folder",
@@ -26,7 +27,8 @@ __all__ = [
     "read_rgb",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: The suffixes of image files, everywhere: datasets, calibration folders, ``--source`` folders.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 
 
 def read_image_size(path: Path | str) -> tuple[int, int]:
@@ -56,14 +58,26 @@ def read_image_size(path: Path | str) -> tuple[int, int]:
     return int(img.shape[1]), int(img.shape[0])
 
 
-def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image file as RGB uint8 (``DatasetError`` naming the file if OpenCV cannot read it)."""
+def decode_rgb(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """The one image reader: a file decoded by OpenCV as RGB uint8 (H, W, 3), or None when it
+    is missing, unreadable or not an image OpenCV can decode. Callers say why in their own
+    error (:func:`read_rgb`, :func:`edgekit.io.sources.read_image`)."""
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)  # any path, unlike cv2.imread on Windows
+    except (OSError, ValueError):
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image file as RGB uint8 (``DatasetError`` naming the file if OpenCV cannot read it)."""
+    img = decode_rgb(path)
     if img is None:
         raise DatasetError(f"{path}: cannot read image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -585,15 +585,15 @@ def _explain_detector(
 
 def read_image(path: Path) -> np.ndarray:
     """An image file -> RGB uint8; ``SourceError`` when missing or unreadable."""
-    import cv2
+    from edgekit.data.images import decode_rgb
 
     p = Path(path)
     if not p.is_file():
         raise SourceError(f"{p}: image not found")
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    img = decode_rgb(p)
     if img is None:
         raise SourceError(f"{p}: cannot read image (not an image OpenCV can decode)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def explain(config: ExplainConfig) -> Explanation:

@@ -25,11 +25,9 @@ import numpy as np
 
 from edgekit.core.letterbox import make_transform
 from edgekit.core.types import Frame
+from edgekit.data.images import IMAGE_SUFFIXES, decode_rgb
 from edgekit.errors import SourceError
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-)
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 )
@@ -324,11 +322,10 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"no such image: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = decode_rgb(path)
     if image is None:
         raise SourceError(f"cannot read image {path}: not an image OpenCV can decode")
-    return bgr_to_rgb(image)
+    return image
 
 
 class ImageSource(BaseSource):
@@ -405,7 +402,7 @@ def _is_glob(text: str) -> bool:
 
 
 def _images_in(paths: list[str]) -> list[Path]:
-    return sorted(Path(p) for p in paths if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(Path(p) for p in paths if Path(p).suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _probe_is_image(path: Path) -> bool:
@@ -483,7 +480,7 @@ def open_source(
         return ImageSource(images, name=str(path), repeat=repeat)
     if path.is_file():
         suffix = path.suffix.lower()
-        if suffix in IMAGE_EXTENSIONS or (suffix not in VIDEO_EXTENSIONS and _probe_is_image(path)):
+        if suffix in IMAGE_SUFFIXES or (suffix not in VIDEO_EXTENSIONS and _probe_is_image(path)):
             return ImageSource([path], repeat=repeat)
         return VideoSource(path, live=live)
     if _is_glob(text):
