@@ -316,15 +316,12 @@ def load_explainable(
             hint="see edgekit models list",
         )
     _keras()
-    from edgekit.eval.run import KerasInterpreter
-    from edgekit.runtime.interpreter import BackendInfo
-    from edgekit.runtime.model import Model
+    from edgekit.zoo.keras_runtime import runtime_model
     from edgekit.zoo.registry import get_entry
 
     entry = get_entry(str(model))
     km = entry.create(input_size=input_size)
-    spec = entry.spec(km, tuple(labels))
-    return Model(KerasInterpreter(km), spec, backend=BackendInfo("keras", 1))
+    return runtime_model(km, entry.spec(km, tuple(labels)))
 
 
 def _keras_model(model: Any) -> Any:
