@@ -23,7 +23,7 @@ import numpy as np
 
 from edgekit.core.types import Frame
 from edgekit.errors import SourceError
-from edgekit.io.sources import BaseSource
+from edgekit.io.base import BaseSource
 
 
 def _import_picamera2() -> Callable[[int], Any]:
