@@ -172,7 +172,7 @@ def stage_import(data: Path, out: Path, r: Recipe) -> dict[str, Path]:
 def _compress(**config: Any) -> Path:
     """Run one ``edgekit compress`` recipe (skipped when its report exists); the last stage's
     artifact."""
-    from edgekit.compress.recipe import CompressConfig, run_recipe
+    from edgekit.compress.recipes import CompressConfig, run_recipe
 
     folder = Path(config["out"])
     report = folder / "report.json"

@@ -135,7 +135,7 @@ def compress(recipe, videos, **options) -> None:
           --input-size 224 --temperature 2 --recipe distill,structured:0.3,int8
       edgekit compress --recipe recipe.yaml     (stages: [...] plus any option above)
     """
-    from edgekit.compress.recipe import CompressConfig, load_recipe, parse_recipe, run_recipe
+    from edgekit.compress.recipes import CompressConfig, load_recipe, parse_recipe, run_recipe
     from edgekit.compress.report import markdown_table
     from edgekit.errors import UsageError
 

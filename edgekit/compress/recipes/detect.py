@@ -1,5 +1,5 @@
-"""The recipe runner for detection students (SSDLite, YOLO-tiny from the zoo, or a checkpoint
-such as a teacher brought in by ``edgekit import``).
+"""The recipe runner for detection and pose students (SSDLite, YOLO-tiny, the MoveNet-style
+model from the zoo, or a checkpoint such as a teacher brought in by ``edgekit import``).
 
 The teacher (any detection ``.tflite``, e.g. SSD MobileNet V1 COCO) labels the TRAIN split of a
 COCO/YOLO/VOC dataset plus every ``every_n``-th frame of ``videos``; human labels win where they
@@ -32,6 +32,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgekit.compress.recipes.config import Stage, StageResult
+from edgekit.compress.recipes.measure import artifact_path, gzip_size, score_artifact, stage_guard
 from edgekit.errors import DatasetError, UsageError
 
 __all__ = ["DETECT_STAGES", "run_detection_recipe"]
@@ -55,9 +57,9 @@ class _State:
 def run_detection_recipe(
     config: Any, entry: Any, *, log: Callable[[str], None] = print
 ) -> list[Any]:
-    """Run ``config`` (a :class:`~edgekit.compress.recipe.CompressConfig`) for the zoo detector
-    ``entry``; writes artifacts, training runs and report.{md,json,png} under ``config.out``."""
-    from edgekit.compress.recipe import Stage, stage_guard
+    """Run ``config`` (a :class:`~edgekit.compress.recipes.config.CompressConfig`) for the
+    detection or pose student ``entry`` (a zoo entry or a checkpoint's); writes artifacts,
+    training runs and report.{md,json,png} under ``config.out``."""
     from edgekit.compress.report import write_report
     from edgekit.data import split_dataset
     from edgekit.data.load import load_dataset
@@ -271,7 +273,7 @@ def _soft_teacher(config: Any, entry: Any, log: Callable[[str], None]) -> Path |
     reason logged): a ``.keras`` SSD checkpoint as it is, a ``.tflite`` through ``edgekit
     import`` (saved as ``teacher_import.keras`` in the output folder)."""
     from edgekit.errors import EdgekitError
-    from edgekit.zoo.checkpoint import checkpoint_spec
+    from edgekit.zoo.checkpoint import checkpoint_spec, spec_path
     from edgekit.zoo.importer import import_tflite, save_imported
 
     if entry.decoder != "ssd_raw":
@@ -284,7 +286,7 @@ def _soft_teacher(config: Any, entry: Any, log: Callable[[str], None]) -> Path |
             raise UsageError(f"{path}: a .keras teacher must be an SSD checkpoint with its spec")
         return path
     target = config.out / "teacher_import.keras"
-    if target.is_file() and target.with_suffix(".spec.json").is_file():
+    if target.is_file() and spec_path(target).is_file():
         return target
     try:
         imported = import_tflite(path)
@@ -377,7 +379,6 @@ def _measure(
     state: _State | None,
     index: int = 0,
 ) -> Any:
-    from edgekit.compress.recipe import StageResult, gzip_size, score_artifact
     from edgekit.compress.structured import param_count
 
     if fmt == "teacher":
@@ -422,7 +423,6 @@ def _measure(
 
 
 def _export(config: Any, model: Any, state: _State, stage: Any, fmt: str, index: int) -> Path:
-    from edgekit.compress.recipe import artifact_path
     from edgekit.export.tflite import ExportConfig, export_model
 
     target = artifact_path(config, index, stage, fmt)
