@@ -24,6 +24,11 @@ ON_OUTPUT_ERROR = ("continue", "stop")
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
+#: The file outputs a run writes: RunConfig field -> the :mod:`edgekit.io.sinks` class that
+#: writes it, opened in this order (then the window, the live preview and systemd's watchdog).
+#: A new output: its sink in io/, a RunConfig field and CLI option, and a row here.
+FILE_OUTPUTS: tuple[tuple[str, str], ...] = (("jsonl", "JsonlSink"), ("save", "VideoSink"))
+
 # What a task's default model is called inside edgekit/assets (shipped by a later release).
 DEFAULT_MODEL_NAMES: dict[str, tuple[str, ...]] = {
     task: (f"{task}_default.tflite", f"{task}_default_int8.tflite") for task in TASKS
@@ -248,10 +253,10 @@ def _open_outputs(config: RunConfig, opened: list[Any]) -> tuple[bool, Any]:
     preview sink or None)."""
     from edgekit.io import sinks as sinks_mod
 
-    if config.jsonl is not None:
-        opened.append(sinks_mod.JsonlSink(config.jsonl))
-    if config.save is not None:
-        opened.append(sinks_mod.VideoSink(config.save))
+    for field_name, sink_class in FILE_OUTPUTS:
+        target = getattr(config, field_name)
+        if target is not None:
+            opened.append(getattr(sinks_mod, sink_class)(target))
     window = config.display and window_possible()
     if window:
         opened.append(sinks_mod.WindowSink(title=f"edgekit {config.task}"))
@@ -286,7 +291,8 @@ def check_outputs(stats: Any) -> None:
 
 def _describe(config: RunConfig, model: Any, source: Any, window: bool) -> str:
     spec = model.spec
-    outputs = [str(p) for p in (config.jsonl, config.save) if p is not None]
+    targets = (getattr(config, field_name) for field_name, _ in FILE_OUTPUTS)
+    outputs = [str(p) for p in targets if p is not None]
     if window:
         outputs.append("window")
     delegate = f" + {model.backend.delegate}" if model.backend.delegate else ""

@@ -338,6 +338,45 @@ def _probe_is_image(path: Path) -> bool:
     return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_COLOR) is not None
 
 
+@dataclasses.dataclass(frozen=True)
+class SourceOptions:
+    """What :func:`open_source` was asked besides the source itself."""
+
+    width: int | None = None
+    height: int | None = None
+    repeat: int = 1
+    live: bool | None = None
+    reconnect: bool = False
+    picamera2: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _open_picamera2(text: str, options: SourceOptions) -> BaseSource:
+    if not picamera2_available():
+        raise SourceError(
+            "picamera2 is not installed",
+            hint="on Raspberry Pi OS: sudo apt install python3-picamera2 and a venv made with "
+            "--system-site-packages",
+        )
+    from edgekit.io.picamera import Picamera2Source
+
+    return Picamera2Source(0, **options.picamera2)
+
+
+def _open_stream(text: str, options: SourceOptions) -> BaseSource:
+    live = True if options.live is None else options.live
+    return VideoSource(text, live=live, reconnect=options.reconnect)
+
+
+#: Sources named by what the user types: a name, or a URL scheme (ending in ``://``) -> how it
+#: opens (the text as typed, the other options). Camera indices, files, folders and globs are
+#: told apart by :func:`open_source` itself. A new kind of source: its module, and a row here.
+NAMED_SOURCES: dict[str, Callable[[str, SourceOptions], BaseSource]] = {
+    "sample": lambda text, options: sample_source(repeat=options.repeat),
+    "picamera2": _open_picamera2,
+    **{scheme: _open_stream for scheme in STREAM_SCHEMES},
+}
+
+
 def open_source(
     source: str | int | Path | None = "sample",
     *,
@@ -355,9 +394,9 @@ def open_source(
     - ``camera=True`` (index 0) or ``camera=N``: picamera2 when it is installed (a Raspberry Pi),
       otherwise OpenCV device N. ``"picamera2"`` asks for picamera2 explicitly.
     - an int or a digit string: OpenCV device index (e.g. a USB webcam).
-    - ``"sample"`` or ``None``: photos shipped inside matplotlib / scikit-image (a generated
-      test card when neither is installed).
-    - ``rtsp://``, ``http(s)://`` …: an OpenCV network stream (live).
+    - a name or URL of :data:`NAMED_SOURCES`: ``"sample"`` (or ``None``: photos shipped inside
+      matplotlib / scikit-image, a generated test card when neither is installed),
+      ``"picamera2"``, ``rtsp://``, ``http(s)://`` …: an OpenCV network stream (live).
     - an existing file: image or video, by extension, else by trying to decode it as an image.
     - a folder (its images, sorted) or a glob pattern (``"shots/*.jpg"``).
 
@@ -386,20 +425,11 @@ def open_source(
     text = str(source).strip()
     if text.isdigit():
         return VideoSource(int(text), width=width, height=height, live=live, reconnect=reconnect)
-    if text.lower() == "sample":
-        return sample_source(repeat=repeat)
-    if text.lower() == "picamera2":
-        if not picamera2_available():
-            raise SourceError(
-                "picamera2 is not installed",
-                hint="on Raspberry Pi OS: sudo apt install python3-picamera2 and a venv made with "
-                "--system-site-packages",
-            )
-        from edgekit.io.picamera import Picamera2Source
-
-        return Picamera2Source(0, **picamera2_options)
-    if text.lower().startswith(STREAM_SCHEMES):
-        return VideoSource(text, live=True if live is None else live, reconnect=reconnect)
+    key = text.lower()
+    for name, opener in NAMED_SOURCES.items():
+        if key == name or (name.endswith("://") and key.startswith(name)):
+            options = SourceOptions(width, height, repeat, live, reconnect, picamera2_options)
+            return opener(text, options)
     path = Path(text).expanduser()
     if path.is_dir():
         images = _images_in([str(p) for p in path.iterdir()])

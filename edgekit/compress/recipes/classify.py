@@ -35,6 +35,7 @@ class _State:
     train: Any  # ClassifyData
     teacher_logits: np.ndarray | None = None
     float_artifact: Path | None = None
+    qat_model: Any = None  # the qat stage's model, exported as int8
 
 
 def _student(config: CompressConfig, num_classes: int) -> tuple[Any, Any, bool]:
@@ -106,35 +107,15 @@ def run_classify_recipe(
                     config, state, Stage("input"), "float32", time.perf_counter(), {}, log, index=0
                 )
             )
-    qmodel = None
     for i, stage in enumerate(config.stages):
         t0 = time.perf_counter()
         position = f"[{i + 1}/{len(config.stages)}]"
         log(f"{position} {stage.label}")
         with stage_guard(config, f"{position} {stage.label}", results, log):
-            details: dict[str, Any] = {}
-            fmt = "float32"
-            if stage.name in ("train", "distill"):
-                details = _train_stage(config, state, stage)
-            elif stage.name == "finetune":
-                _finetune(config, state, state.model)
-                details = {"epochs": config.finetune_epochs or config.epochs}
-            elif stage.name == "prune":
-                details = _prune_stage(config, state, stage)
-            elif stage.name == "structured":
-                details = _structured_stage(config, state, stage)
-            elif stage.name == "qat":
-                from edgekit.compress.quantize import qat
-
-                qmodel = qat(
-                    state.model, state.train.x, state.train.y,
-                    epochs=config.finetune_epochs or config.epochs, batch_size=config.batch_size,
-                    learning_rate=config.finetune_learning_rate, seed=config.seed,
-                )  # fmt: skip
-                fmt = "int8-qat"
-            else:
-                fmt = stage.name
-            qm = qmodel if fmt == "int8-qat" else None
+            run = CLASSIFY_STAGES.get(stage.name)  # the export stages only export and measure
+            details = run(config, state, stage) if run is not None else {}
+            fmt = "int8-qat" if stage.name == "qat" else "float32" if run else stage.name
+            qm = state.qat_model if fmt == "int8-qat" else None
             results.append(
                 _measure(config, state, stage, fmt, t0, details, log, qmodel=qm, index=len(results))
             )
@@ -198,6 +179,22 @@ def _finetune(config: CompressConfig, state: _State, model: Any) -> None:
     )  # fmt: skip
 
 
+def _finetune_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[str, Any]:
+    _finetune(config, state, state.model)
+    return {"epochs": config.finetune_epochs or config.epochs}
+
+
+def _qat_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[str, Any]:
+    from edgekit.compress.quantize import qat
+
+    state.qat_model = qat(
+        state.model, state.train.x, state.train.y,
+        epochs=config.finetune_epochs or config.epochs, batch_size=config.batch_size,
+        learning_rate=config.finetune_learning_rate, seed=config.seed,
+    )  # fmt: skip
+    return {}
+
+
 def _prune_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[str, Any]:
     from edgekit.compress.prune import prune_finetune
 
@@ -222,6 +219,19 @@ def _structured_stage(config: CompressConfig, state: _State, stage: Stage) -> di
         "params_after": param_count(thin),
         "channels": {k: [plan.before[k], plan.after[k]] for k in plan.keep},
     }
+
+
+#: What each stage does to a classifier student before it is exported and measured (the export
+#: stages int8/float16/dynamic/float32 only export and measure). A new stage: its algorithm in
+#: compress/, its name in recipes/config.py, and a row here.
+CLASSIFY_STAGES: dict[str, Callable[[CompressConfig, _State, Stage], dict[str, Any]]] = {
+    "train": _train_stage,
+    "distill": _train_stage,
+    "finetune": _finetune_stage,
+    "prune": _prune_stage,
+    "structured": _structured_stage,
+    "qat": _qat_stage,
+}
 
 
 def _measure(

@@ -32,20 +32,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgekit.compress.recipes.config import Stage, StageResult
+from edgekit.compress.recipes.config import EXPORT_STAGES, Stage, StageResult
 from edgekit.compress.recipes.measure import artifact_path, gzip_size, score_artifact, stage_guard
 from edgekit.errors import DatasetError, UsageError
 
-__all__ = ["DETECT_STAGES", "run_detection_recipe"]
+__all__ = ["DENSE_STAGES", "DETECT_STAGES", "run_detection_recipe"]
 
-DETECT_STAGES = ("train", "distill", "finetune", "structured", "int8", "float16", "dynamic",
-                 "float32")  # fmt: skip
 MIN_CROP_PX = 48.0  # pose: people whose box is smaller than this (pixels) are not cropped
 CROP_SIZE = 192  # pose: crop side in pixels (MoveNet Lightning's input)
 
 
 @dataclass
 class _State:
+    entry: Any = None  # the student's zoo or checkpoint entry
+    log: Callable[[str], None] = print
+    pose: bool = False
+    labelled: str = "train"  # how a distill stage labels its data: "distill" with a teacher
+    train_split: Any = None
+    classes: tuple[str, ...] = ()
     model: Any = None
     spec: Any = None
     data_yaml: Path | None = None
@@ -106,7 +110,8 @@ def run_detection_recipe(
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
-    state = _State()
+    labelled = "distill" if teacher.endswith(".tflite") else "train"
+    state = _State(entry, log, pose, labelled, train_split, classes)
     if pose:
         state.eval_data = _pose_data(config, "val", val_split, log)
     if teacher.endswith(".tflite"):  # the deployed teacher, on the same split and bench
@@ -117,7 +122,6 @@ def run_detection_recipe(
             )
     if teacher and not pose:
         state.soft_teacher = _soft_teacher(config, entry, log)
-    labelled = "distill" if teacher.endswith(".tflite") else "train"
     if config.init is not None and config.stages[0].name not in trains:
         with stage_guard(config, "input", results, log):
             state.model, state.spec = _from_init(config, entry, classes)
@@ -132,35 +136,55 @@ def run_detection_recipe(
         position = f"[{i + 1}/{len(config.stages)}]"
         log(f"{position} {stage.label}")
         with stage_guard(config, f"{position} {stage.label}", results, log):
-            details: dict[str, Any] = {}
-            fmt = "float32"
-            if stage.name in trains:
-                how = labelled if stage.name == "distill" else "train"
-                state.data_yaml = _train_data(config, pose, how, train_split, classes, log)
-                details = _fit(config, entry, state, config.epochs, config.learning_rate,
-                               freeze=config.freeze, init=config.init, log=log,
-                               soft=stage.name == "distill")  # fmt: skip
-            elif stage.name == "finetune":
-                details = _fit(config, entry, state, _ft_epochs(config),
-                               config.finetune_learning_rate, model=state.model, log=log)  # fmt: skip
-            elif stage.name == "structured":
-                from edgekit.compress.structured import param_count, prune_channels
-                from edgekit.zoo.checkpoint import raw_heads
-
-                before = param_count(state.model)
-                images = _calibration(config, state)
-                thin, _ = prune_channels(raw_heads(state.model), float(stage.arg), images=images)
-                details = _fit(config, entry, state, _ft_epochs(config),
-                               config.finetune_learning_rate, model=thin, log=log)  # fmt: skip
-                details.update(ratio=stage.arg, params_before=before,
-                               params_after=param_count(state.model))  # fmt: skip
-            else:
-                fmt = stage.name
+            run = DENSE_STAGES.get(stage.name)  # the export stages only export and measure
+            details = run(config, state, stage) if run is not None else {}
+            fmt = "float32" if run is not None else stage.name
             results.append(
                 _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
             )
             write_report(results, out, config)
     return results
+
+
+def _train_stage(config: Any, state: _State, stage: Stage) -> dict[str, Any]:
+    how = state.labelled if stage.name == "distill" else "train"
+    state.data_yaml = _train_data(
+        config, state.pose, how, state.train_split, state.classes, state.log
+    )
+    return _fit(config, state.entry, state, config.epochs, config.learning_rate,
+                freeze=config.freeze, init=config.init, log=state.log,
+                soft=stage.name == "distill")  # fmt: skip
+
+
+def _finetune_stage(config: Any, state: _State, stage: Stage) -> dict[str, Any]:
+    return _fit(config, state.entry, state, _ft_epochs(config), config.finetune_learning_rate,
+                model=state.model, log=state.log)  # fmt: skip
+
+
+def _structured_stage(config: Any, state: _State, stage: Stage) -> dict[str, Any]:
+    from edgekit.compress.structured import param_count, prune_channels
+    from edgekit.zoo.checkpoint import raw_heads
+
+    before = param_count(state.model)
+    images = _calibration(config, state)
+    thin, _ = prune_channels(raw_heads(state.model), float(stage.arg), images=images)
+    details = _fit(config, state.entry, state, _ft_epochs(config), config.finetune_learning_rate,
+                   model=thin, log=state.log)  # fmt: skip
+    details.update(ratio=stage.arg, params_before=before, params_after=param_count(state.model))
+    return details
+
+
+#: What each stage does to a detection or pose student before it is exported and measured (the
+#: export stages only export and measure). Magnitude pruning and QAT are not here: they need
+#: TFMOT's tf-keras twin, which edgekit builds for classifiers only. A new stage: its name in
+#: recipes/config.py and a row here.
+DENSE_STAGES: dict[str, Callable[[Any, _State, Stage], dict[str, Any]]] = {
+    "train": _train_stage,
+    "distill": _train_stage,
+    "finetune": _finetune_stage,
+    "structured": _structured_stage,
+}
+DETECT_STAGES = (*DENSE_STAGES, *EXPORT_STAGES)
 
 
 def _calibration(config: Any, state: _State, n: int = 32) -> Any:
