@@ -102,7 +102,8 @@ def input_normalization(
     ``quantization``). ``declared`` (from the model's metadata) is taken as is."""
     if declared is not None:
         return (float(declared[0]), float(declared[1]))
-    family_norm = FAMILY_NORMALIZATION.get(family, PIXELS_PM1)
+    decoder = DECODERS.get(family)
+    family_norm = decoder.input_domain if decoder is not None else PIXELS_PM1
     dtype = np.dtype(detail["dtype"])
     if dtype.kind not in "iu":
         return family_norm
