@@ -22,7 +22,7 @@ from edgekit.core.artifact import parse_labels
 from edgekit.core.types import COCO80_NAMES, COCO_KEYPOINT_NAMES, ModelSpec
 from edgekit.errors import ModelLoadError, UnsupportedModelError
 from edgekit.runtime.decoders import DECODERS
-from edgekit.runtime.decoders.common import detail_shape
+from edgekit.runtime.decoders.common import Outputs, detail_shape
 from edgekit.runtime.input_domain import input_normalization
 from edgekit.runtime.metadata import ModelMetadata
 
@@ -109,15 +109,15 @@ def infer_spec(
     if len(ishape) != 4 or ishape[3] not in (1, 3):
         raise UnsupportedModelError(f"input {list(ishape)} is not an image [1,H,W,3]")
     input_size = (ishape[1], ishape[2])
-    labels = tuple(labels)
+    outputs = Outputs(output_details, input_size, tuple(labels), postprocess_op_outputs)
     for decoder in DECODERS.values():
         if decoder.recognise is None:
             continue
-        params = decoder.recognise(input_size, output_details, labels, postprocess_op_outputs)
+        params = decoder.recognise(outputs)
         if params is not None:
             break
     else:
-        shapes = [list(detail_shape(d)) for d in output_details]
+        shapes = [list(s) for s in outputs.shapes]
         known = ", ".join(d.known_as for d in DECODERS.values() if d.recognise is not None)
         raise UnsupportedModelError(
             f"cannot tell what kind of model this is from its outputs {shapes} (known: {known})"
@@ -129,7 +129,7 @@ def infer_spec(
         input_dtype=np.dtype(inp["dtype"]).name,
         normalization=input_normalization(inp, decoder.name, meta.normalization),
         resize_mode=decoder.resize_mode,
-        labels=labels,
+        labels=outputs.labels,
         decoder_params=params,
         keypoint_names=COCO_KEYPOINT_NAMES if decoder.task == "pose" else (),
         name=name,
@@ -144,10 +144,10 @@ def complete_spec(
     decoder = DECODERS.get(spec.decoder)
     if decoder is None:  # Model refuses it, naming the known decoders
         return spec
-    params = decoder.resolve_outputs(
-        output_details, spec.decoder_params, spec.input_size, op_outputs
+    outputs = Outputs(output_details, spec.input_size, spec.labels, op_outputs)
+    return dataclasses.replace(
+        spec, decoder_params=decoder.resolve_outputs(outputs, spec.decoder_params)
     )
-    return dataclasses.replace(spec, decoder_params=params)
 
 
 # --- labels of third-party models ------------------------------------------------------------

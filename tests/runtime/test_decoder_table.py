@@ -15,8 +15,9 @@ from edgekit.runtime.decoders.common import (
     PIXELS_0_1,
     Decode,
     Decoder,
+    Outputs,
     Thresholds,
-    detail_shape,
+    label_args,
     make_detections,
     to_class_ids,
 )
@@ -26,8 +27,8 @@ from edgekit.runtime.spec import infer_spec
 # --- docs/architecture.md's example module, edgekit/runtime/decoders/boxes6.py ----------------
 
 
-def _recognise(input_size, details, labels, op_outputs) -> dict | None:
-    shapes = [detail_shape(d) for d in details]
+def _recognise(outputs: Outputs) -> dict | None:
+    shapes = outputs.shapes
     ok = len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][2] == 6
     return {"label_offset": 0} if ok else None
 
@@ -38,11 +39,8 @@ def _bind(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
     def decode(outs: Sequence[np.ndarray], t: Thresholds) -> list:
         rows = outs[0].reshape(-1, 6)
         rows = rows[rows[:, 4] >= t.score]
-        return make_detections(
-            rows[:, :4] / np.array([w, h, w, h]), rows[:, 4], to_class_ids(rows[:, 5]),
-            labels=spec.labels, label_offset=int(spec.decoder_params.get("label_offset", 0)),
-            max_detections=t.limit,
-        )  # fmt: skip
+        boxes, scores, classes = rows[:, :4] / [w, h, w, h], rows[:, 4], to_class_ids(rows[:, 5])
+        return make_detections(boxes, scores, classes, max_detections=t.limit, **label_args(spec))
 
     return decode
 

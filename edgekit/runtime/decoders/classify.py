@@ -10,8 +10,10 @@ from edgekit.core.types import Classification, ModelSpec
 from edgekit.runtime.decoders.common import (
     Decode,
     Decoder,
+    Outputs,
     Thresholds,
     detail_shape,
+    label_args,
     label_for,
     label_offset,
 )
@@ -64,17 +66,12 @@ def decode(
 # --- the decoder: one score vector ------------------------------------------------------------
 
 
-def _recognise(
-    input_size: tuple[int, int],
-    details: Sequence[dict],
-    labels: Sequence[str],
-    op_outputs: Sequence[int] | None,
-) -> dict | None:
-    shapes = [detail_shape(d) for d in details]
+def _recognise(outputs: Outputs) -> dict | None:
+    shapes = outputs.shapes
     if len(shapes) == 1 and (
         len(shapes[0]) == 2 or (len(shapes[0]) == 4 and shapes[0][1:3] == (1, 1))
     ):
-        return {"label_offset": label_offset(labels, shapes[0][-1])}
+        return {"label_offset": label_offset(outputs.labels, shapes[0][-1])}
     return None
 
 
@@ -92,8 +89,7 @@ def _bind(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
             outs[0].reshape(-1),
             top_k=t.limit,
             score_threshold=t.score,
-            labels=spec.labels,
-            label_offset=int(params.get("label_offset", 0)),
+            **label_args(spec),
             apply_softmax=bool(params.get("softmax", False)),
         )
 

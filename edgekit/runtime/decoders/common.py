@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.boxes import clip01
+from edgekit.core.boxes import batched_nms, clip01
 from edgekit.core.types import Detection, ModelSpec
 
 __all__ = [
@@ -26,12 +26,16 @@ __all__ = [
     "PIXELS_PM1",
     "Decode",
     "Decoder",
+    "Outputs",
     "Thresholds",
     "detail_name",
     "detail_shape",
+    "detection_args",
+    "label_args",
     "label_for",
     "label_offset",
     "make_detections",
+    "nms_detections",
     "to_class_ids",
     "valid_count",
 ]
@@ -59,12 +63,24 @@ class Thresholds:
 Decode = Callable[[Sequence[np.ndarray], Thresholds], list]
 
 
-def _no_outputs(
-    details: Sequence[dict],
-    params: Mapping[str, Any],
-    input_size: tuple[int, int],
-    op_outputs: Sequence[int] | None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Outputs:
+    """A model's outputs as spec inference and output resolution see them: the interpreter's
+    output ``details`` (in output order), the image input's ``input_size`` (height, width), the
+    ``labels`` known so far and ``op_outputs``, the output tensors of its
+    ``TFLite_Detection_PostProcess`` op in the op's order (None when there is none)."""
+
+    details: Sequence[dict]
+    input_size: tuple[int, int]
+    labels: tuple[str, ...] = ()
+    op_outputs: Sequence[int] | None = None
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [detail_shape(d) for d in self.details]
+
+
+def _no_outputs(outputs: Outputs, params: Mapping[str, Any]) -> dict[str, Any]:
     return dict(params)
 
 
@@ -76,13 +92,12 @@ class Decoder:
 
     - ``bind(spec, output_details, model_name)``: the per-frame :data:`Decode` of one loaded
       model (it may keep what every frame needs, e.g. anchors, computed at its first frame).
-    - ``resolve_outputs(output_details, decoder_params, input_size, op_outputs)``: the decoder
-      parameters with what the outputs decide filled in (which output is which, a stride);
-      run when a model loads, for embedded and inferred specs alike. ``op_outputs`` are the
-      tensor indices of a ``TFLite_Detection_PostProcess`` op's outputs, when there is one.
-    - ``recognise(input_size, output_details, labels, op_outputs)``: for a model without an
-      edgekit spec, its decoder parameters when the outputs are this decoder's, else None
-      (``UnsupportedModelError`` for a look-alike it refuses). None: never inferred.
+    - ``resolve_outputs(outputs, decoder_params)``: the decoder parameters with what the
+      :class:`Outputs` decide filled in (which output is which, a stride), when an edgekit
+      model (its spec embedded) loads.
+    - ``recognise(outputs)``: for a model without an edgekit spec, its decoder parameters when
+      the :class:`Outputs` are this decoder's, else None (``UnsupportedModelError`` for a
+      look-alike it refuses). None: never inferred.
     - ``input_domain``: the float domain the family's networks take (a third-party model's
       input is fed that, :mod:`edgekit.runtime.input_domain`); ``resize_mode`` (of a
       recognised model); ``known_as`` (how "cannot tell what kind of model this is" lists it);
@@ -93,20 +108,25 @@ class Decoder:
     name: str
     task: str
     bind: Callable[[ModelSpec, Sequence[dict], str], Decode]
-    resolve_outputs: Callable[
-        [Sequence[dict], Mapping[str, Any], tuple[int, int], Sequence[int] | None], dict[str, Any]
-    ] = _no_outputs
-    recognise: (
-        Callable[
-            [tuple[int, int], Sequence[dict], Sequence[str], Sequence[int] | None],
-            dict[str, Any] | None,
-        ]
-        | None
-    ) = None
+    resolve_outputs: Callable[[Outputs, Mapping[str, Any]], dict[str, Any]] = _no_outputs
+    recognise: Callable[[Outputs], dict[str, Any] | None] | None = None
     input_domain: tuple[float, float] = PIXELS_PM1
     resize_mode: str = "resize"
     known_as: str = ""
     num_classes: Callable[[ModelSpec, Sequence[dict]], int | None] | None = None
+
+
+def label_args(spec: ModelSpec) -> dict[str, Any]:
+    """``labels`` and ``label_offset`` for a decode function: how ``spec`` names class ids."""
+    return {"labels": spec.labels, "label_offset": int(spec.decoder_params.get("label_offset", 0))}
+
+
+def detection_args(spec: ModelSpec, t: Thresholds, *, iou: bool = True) -> dict[str, Any]:
+    """A detection decode function's thresholds and labels: ``score_threshold``,
+    ``iou_threshold`` (unless ``iou`` is False: NMS done in the model), ``max_detections``,
+    ``labels`` and ``label_offset``."""
+    nms = {"iou_threshold": t.iou} if iou else {}
+    return {"score_threshold": t.score, **nms, "max_detections": t.limit, **label_args(spec)}
 
 
 def detail_shape(detail: dict) -> tuple[int, ...]:
@@ -170,6 +190,31 @@ def make_detections(
         box = (float(b[i, 0]), float(b[i, 1]), float(b[i, 2]), float(b[i, 3]))
         out.append(Detection(box, cid, float(s[i]), label_for(labels, cid, label_offset)))
     return out
+
+
+def nms_detections(
+    boxes_xyxy: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    *,
+    iou_threshold: float,
+    max_detections: int,
+    class_agnostic: bool = False,
+    labels: Sequence[str] | None = None,
+    label_offset: int = 0,
+) -> list[Detection]:
+    """Candidates through NMS (per class, or across classes with ``class_agnostic``), then
+    :func:`make_detections`."""
+    groups = np.zeros_like(class_ids) if class_agnostic else class_ids
+    keep = batched_nms(boxes_xyxy, scores, groups, iou_threshold, max_detections)
+    return make_detections(
+        boxes_xyxy[keep],
+        scores[keep],
+        class_ids[keep],
+        labels=labels,
+        label_offset=label_offset,
+        max_detections=max_detections,
+    )
 
 
 def valid_count(count: float | np.ndarray | None, n: int) -> int:

@@ -8,7 +8,13 @@ import numpy as np
 
 from edgekit.core.keypoints import keypoints_box
 from edgekit.core.types import Keypoint, ModelSpec, Pose
-from edgekit.runtime.decoders.common import PIXELS_0_255, Decode, Decoder, Thresholds, detail_shape
+from edgekit.runtime.decoders.common import (
+    PIXELS_0_255,
+    Decode,
+    Decoder,
+    Outputs,
+    Thresholds,
+)
 
 __all__ = ["DECODER", "decode"]
 
@@ -40,14 +46,8 @@ def decode(kps: np.ndarray, *, box_score_threshold: float | None = 0.2) -> Pose:
 # --- the decoder: one output, one pose --------------------------------------------------------
 
 
-def _recognise(
-    input_size: tuple[int, int],
-    details: Sequence[dict],
-    labels: Sequence[str],
-    op_outputs: Sequence[int] | None,
-) -> dict | None:
-    shapes = [detail_shape(d) for d in details]
-    return {} if len(shapes) == 1 and shapes[0] == (1, 1, 17, 3) else None
+def _recognise(outputs: Outputs) -> dict | None:
+    return {} if outputs.shapes == [(1, 1, 17, 3)] else None
 
 
 def _bind(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:

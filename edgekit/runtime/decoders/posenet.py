@@ -21,7 +21,7 @@ Offsets are in input pixels; heatmap cell (i, j) sits at input pixel (i * stride
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -29,7 +29,7 @@ import numpy as np
 from edgekit.core.keypoints import keypoints_box
 from edgekit.core.types import COCO_KEYPOINT_NAMES, Keypoint, ModelSpec, Pose
 from edgekit.errors import UnsupportedModelError
-from edgekit.runtime.decoders.common import Decode, Decoder, Thresholds, detail_shape
+from edgekit.runtime.decoders.common import Decode, Decoder, Outputs, Thresholds, detail_shape
 
 __all__ = ["DECODER", "POSE_CHAIN", "decode", "part_candidates", "resolve_outputs"]
 
@@ -266,31 +266,21 @@ def output_stride(input_h: int, map_h: int) -> int:
     return max(1, round(input_h / map_h))
 
 
-def _complete(
-    details: Sequence[dict],
-    params: dict,
-    input_size: tuple[int, int],
-    op_outputs: Sequence[int] | None,
-) -> dict:
+def _complete(outputs: Outputs, params: Mapping[str, Any]) -> dict:
     params = dict(params)
     if "outputs" not in params:
-        params["outputs"] = resolve_outputs(details)
+        params["outputs"] = resolve_outputs(outputs.details)
     if "output_stride" not in params:
-        h = detail_shape(details[params["outputs"]["heatmaps"]])[1]
-        params["output_stride"] = output_stride(input_size[0], h)
+        h = outputs.shapes[params["outputs"]["heatmaps"]][1]
+        params["output_stride"] = output_stride(outputs.input_size[0], h)
     return params
 
 
-def _recognise(
-    input_size: tuple[int, int],
-    details: Sequence[dict],
-    labels: Sequence[str],
-    op_outputs: Sequence[int] | None,
-) -> dict | None:
-    shapes = [detail_shape(d) for d in details]
+def _recognise(outputs: Outputs) -> dict | None:
+    shapes = outputs.shapes
     if not (len(shapes) in (3, 4) and all(len(s) == 4 for s in shapes)):
         return None
-    return _complete(details, {}, input_size, op_outputs)
+    return _complete(outputs, {})
 
 
 def _bind(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:

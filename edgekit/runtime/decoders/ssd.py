@@ -4,22 +4,26 @@ encodings + anchors (``ssd_raw``)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from edgekit.core.anchors import anchors_from_params
-from edgekit.core.boxes import batched_nms, yxyx_to_xyxy
+from edgekit.core.boxes import yxyx_to_xyxy
 from edgekit.core.types import Detection, ModelSpec
 from edgekit.errors import UnsupportedModelError
 from edgekit.runtime.decoders.common import (
     Decode,
     Decoder,
+    Outputs,
     Thresholds,
     detail_name,
     detail_shape,
+    detection_args,
     label_offset,
     make_detections,
+    nms_detections,
     to_class_ids,
     valid_count,
 )
@@ -178,20 +182,16 @@ def decode_raw(
     if pre_nms_top_k is not None and cand_scores.size > pre_nms_top_k:
         top = np.argsort(-cand_scores, kind="stable")[: max(int(pre_nms_top_k), 0)]
         anchor_idx, class_idx, cand_scores = anchor_idx[top], class_idx[top], cand_scores[top]
-    cand_boxes = boxes[anchor_idx]
-    groups = np.zeros_like(class_idx) if class_agnostic else class_idx
-    keep = batched_nms(cand_boxes, cand_scores, groups, iou_threshold, max_detections)
-    return make_detections(
-        cand_boxes[keep],
-        cand_scores[keep],
-        class_idx[keep],
-        labels=labels,
+    return nms_detections(
+        boxes[anchor_idx], cand_scores, class_idx, iou_threshold=iou_threshold,
+        max_detections=max_detections, class_agnostic=class_agnostic, labels=labels,
         label_offset=label_offset,
-        max_detections=max_detections,
-    )
+    )  # fmt: skip
 
 
 # --- the two decoders: which output is which, and one frame's outputs -> detections -----------
+
+_POSTPROCESS_OUTPUTS = ("boxes", "classes", "scores", "count")  # the op's order
 
 
 def resolve_outputs(
@@ -213,7 +213,7 @@ def resolve_outputs(
         by_tensor = {int(d["index"]): i for i, d in enumerate(outputs)}
         if all(int(t) in by_tensor for t in postprocess_op_outputs):
             pos = [by_tensor[int(t)] for t in postprocess_op_outputs]
-            return dict(zip(("boxes", "classes", "scores", "count"), pos, strict=True))
+            return dict(zip(_POSTPROCESS_OUTPUTS, pos, strict=True))
     shapes = [detail_shape(d) for d in outputs]
     boxes = [i for i, s in enumerate(shapes) if len(s) == 3 and s[-1] == 4]
     count = [i for i, s in enumerate(shapes) if int(np.prod(s)) == 1 and len(s) <= 2]
@@ -249,26 +249,16 @@ def _suffix(name: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _complete_postprocess(
-    details: Sequence[dict],
-    params: dict,
-    input_size: tuple[int, int],
-    op_outputs: Sequence[int] | None,
-) -> dict:
+def _complete_postprocess(outputs: Outputs, params: Mapping[str, Any]) -> dict:
     params = dict(params)
-    if "outputs" not in params or op_outputs:
+    if "outputs" not in params or outputs.op_outputs:
         # The post-process op's own output order is authoritative over positions in the spec.
-        params["outputs"] = resolve_outputs(details, op_outputs)
+        params["outputs"] = resolve_outputs(outputs.details, outputs.op_outputs)
     return params
 
 
-def _recognise_postprocess(
-    input_size: tuple[int, int],
-    details: Sequence[dict],
-    labels: Sequence[str],
-    op_outputs: Sequence[int] | None,
-) -> dict | None:
-    shapes = [detail_shape(d) for d in details]
+def _recognise_postprocess(outputs: Outputs) -> dict | None:
+    shapes = outputs.shapes
     if not (
         len(shapes) == 4
         and sum(len(s) == 3 and s[-1] == 4 for s in shapes) == 1
@@ -276,23 +266,17 @@ def _recognise_postprocess(
     ):
         return None
     return {
-        "outputs": resolve_outputs(details, op_outputs),
-        "label_offset": label_offset(labels, None),
+        "outputs": resolve_outputs(outputs.details, outputs.op_outputs),
+        "label_offset": label_offset(outputs.labels, None),
     }
 
 
 def _bind_postprocess(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
     def decode(outs: Sequence[np.ndarray], t: Thresholds) -> list:
         pos = spec.decoder_params["outputs"]
+        boxes, classes, scores, count = (outs[pos[k]] for k in _POSTPROCESS_OUTPUTS)
         return decode_postprocessed(
-            outs[pos["boxes"]],
-            outs[pos["classes"]],
-            outs[pos["scores"]],
-            outs[pos["count"]],
-            score_threshold=t.score,
-            labels=spec.labels,
-            label_offset=int(spec.decoder_params.get("label_offset", 0)),
-            max_detections=t.limit,
+            boxes, classes, scores, count, **detection_args(spec, t, iou=False)
         )
 
     return decode
@@ -328,17 +312,7 @@ def _bind_raw(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
                 anchors.append(anchors_from_params(params))
             except (ValueError, TypeError) as exc:
                 raise UnsupportedModelError(f"{name}: {exc}") from None
-        return decode_raw(
-            encodings,
-            scores,
-            anchors[0],
-            score_threshold=t.score,
-            iou_threshold=t.iou,
-            max_detections=t.limit,
-            labels=spec.labels,
-            label_offset=int(params.get("label_offset", 0)),
-            **options,
-        )
+        return decode_raw(encodings, scores, anchors[0], **detection_args(spec, t), **options)
 
     return decode
 

@@ -7,17 +7,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgekit.core.boxes import batched_nms, cxcywh_to_xyxy, yxyx_to_xyxy
+from edgekit.core.boxes import cxcywh_to_xyxy, yxyx_to_xyxy
 from edgekit.core.types import Detection, ModelSpec
 from edgekit.errors import UnsupportedModelError
 from edgekit.runtime.decoders.common import (
     PIXELS_0_1,
     Decode,
     Decoder,
+    Outputs,
     Thresholds,
     detail_name,
     detail_shape,
+    detection_args,
     make_detections,
+    nms_detections,
     to_class_ids,
     valid_count,
 )
@@ -125,16 +128,10 @@ def decode(
         if hw is None:
             raise ValueError("YOLO boxes are in pixels: pass input_size=(height, width)")
         boxes = boxes / np.array([hw[1], hw[0], hw[1], hw[0]])
-    groups = np.zeros_like(class_ids) if class_agnostic else class_ids
-    keep = batched_nms(boxes, scores, groups, iou_threshold, max_detections)
-    return make_detections(
-        boxes[keep],
-        scores[keep],
-        class_ids[keep],
-        labels=labels,
-        label_offset=label_offset,
-        max_detections=max_detections,
-    )
+    return nms_detections(
+        boxes, scores, class_ids, iou_threshold=iou_threshold, max_detections=max_detections,
+        class_agnostic=class_agnostic, labels=labels, label_offset=label_offset,
+    )  # fmt: skip
 
 
 def decode_nms(
@@ -203,13 +200,8 @@ def decode_nms(
 # --- the two decoders: which output is which, and one frame's outputs -> detections -----------
 
 
-def _recognise_head(
-    input_size: tuple[int, int],
-    details: Sequence[dict],
-    labels: Sequence[str],
-    op_outputs: Sequence[int] | None,
-) -> dict | None:
-    shapes = [detail_shape(d) for d in details]
+def _recognise_head(outputs: Outputs) -> dict | None:
+    shapes = outputs.shapes
     if not (
         len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][0] == 1 and min(shapes[0][1:]) >= 5
     ):
@@ -241,13 +233,9 @@ def _bind_head(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
         return decode(
             pred,
             input_size=spec.input_size,
-            score_threshold=t.score,
-            iou_threshold=t.iou,
-            max_detections=t.limit,
-            labels=spec.labels,
-            label_offset=int(params.get("label_offset", 0)),
             class_agnostic=bool(params.get("class_agnostic", False)),
             has_objectness=bool(params.get("has_objectness", False)),
+            **detection_args(spec, t),
         )
 
     return decode_head
@@ -277,17 +265,15 @@ def _bind_nms(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
     def decode_in_model_nms(outs: Sequence[np.ndarray], t: Thresholds) -> list:
         params = spec.decoder_params
         pos = params.get("outputs") or resolve_nms_outputs(details)
+        boxes, scores, classes, count = (outs[pos[k]] for k in _NMS_WORDS)
         return decode_nms(
-            outs[pos["boxes"]],
-            outs[pos["scores"]],
-            outs[pos["classes"]],
-            outs[pos["count"]],
+            boxes,
+            scores,
+            classes,
+            count,
             box_format=str(params.get("box_format", "yxyx")),
             input_size=spec.input_size,
-            score_threshold=t.score,
-            max_detections=t.limit,
-            labels=spec.labels,
-            label_offset=int(params.get("label_offset", 0)),
+            **detection_args(spec, t, iou=False),
         )
 
     return decode_in_model_nms
