@@ -21,7 +21,13 @@ from edgekit.compress.recipes.config import (
     StageResult,
     is_checkpoint,
 )
-from edgekit.compress.recipes.measure import artifact_path, gzip_size, score_artifact, stage_guard
+from edgekit.compress.recipes.measure import (
+    artifact_path,
+    gzip_size,
+    run_stages,
+    score_artifact,
+    stage_guard,
+)
 from edgekit.errors import UsageError
 
 __all__ = ["run_classify_recipe"]
@@ -73,7 +79,6 @@ def run_classify_recipe(
     import keras
 
     from edgekit.compress.distill import load_classify_data
-    from edgekit.compress.report import write_report
     from edgekit.data.images import is_image_folder, read_image_folder
 
     if not is_image_folder(config.data):
@@ -107,20 +112,15 @@ def run_classify_recipe(
                     config, state, Stage("input"), "float32", time.perf_counter(), {}, log, index=0
                 )
             )
-    for i, stage in enumerate(config.stages):
-        t0 = time.perf_counter()
-        position = f"[{i + 1}/{len(config.stages)}]"
-        log(f"{position} {stage.label}")
-        with stage_guard(config, f"{position} {stage.label}", results, log):
-            run = CLASSIFY_STAGES.get(stage.name)  # the export stages only export and measure
-            details = run(config, state, stage) if run is not None else {}
-            fmt = "int8-qat" if stage.name == "qat" else "float32" if run else stage.name
-            qm = state.qat_model if fmt == "int8-qat" else None
-            results.append(
-                _measure(config, state, stage, fmt, t0, details, log, qmodel=qm, index=len(results))
-            )
-            write_report(results, out, config)
-    return results
+
+    def run_stage(stage: Stage, t0: float) -> StageResult:
+        run = CLASSIFY_STAGES.get(stage.name)  # the export stages only export and measure
+        details = run(config, state, stage) if run is not None else {}
+        fmt = "int8-qat" if stage.name == "qat" else "float32" if run else stage.name
+        qm = state.qat_model if fmt == "int8-qat" else None
+        return _measure(config, state, stage, fmt, t0, details, log, qmodel=qm, index=len(results))
+
+    return run_stages(config, results, log, run_stage)
 
 
 def _fit_labels(state: _State) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.compress.recipes.config import EXPORT_STAGES, Stage, StageResult
-from edgekit.compress.recipes.measure import artifact_path, gzip_size, score_artifact, stage_guard
+from edgekit.compress.recipes.measure import (
+    artifact_path,
+    gzip_size,
+    run_stages,
+    score_artifact,
+    stage_guard,
+)
 from edgekit.errors import DatasetError, UsageError
 
 __all__ = ["DENSE_STAGES", "DETECT_STAGES", "run_detection_recipe"]
@@ -64,7 +70,6 @@ def run_detection_recipe(
     """Run ``config`` (a :class:`~edgekit.compress.recipes.config.CompressConfig`) for the
     detection or pose student ``entry`` (a zoo entry or a checkpoint's); writes artifacts,
     training runs and report.{md,json,png} under ``config.out``."""
-    from edgekit.compress.report import write_report
     from edgekit.data import split_dataset
     from edgekit.data.load import load_dataset
 
@@ -131,19 +136,14 @@ def run_detection_recipe(
             measured = _measure(config, state.model, stage_input, "float32", t0, {}, log, state,
                                 len(results))  # fmt: skip
             results.append(measured)
-    for i, stage in enumerate(config.stages):
-        t0 = time.perf_counter()
-        position = f"[{i + 1}/{len(config.stages)}]"
-        log(f"{position} {stage.label}")
-        with stage_guard(config, f"{position} {stage.label}", results, log):
-            run = DENSE_STAGES.get(stage.name)  # the export stages only export and measure
-            details = run(config, state, stage) if run is not None else {}
-            fmt = "float32" if run is not None else stage.name
-            results.append(
-                _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
-            )
-            write_report(results, out, config)
-    return results
+
+    def run_stage(stage: Stage, t0: float) -> StageResult:
+        run = DENSE_STAGES.get(stage.name)  # the export stages only export and measure
+        details = run(config, state, stage) if run is not None else {}
+        fmt = "float32" if run is not None else stage.name
+        return _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
+
+    return run_stages(config, results, log, run_stage)
 
 
 def _train_stage(config: Any, state: _State, stage: Stage) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ from typing import Any
 from edgekit.compress.recipes.config import CompressConfig, Stage, StageResult
 from edgekit.errors import StageFailed, error_summary
 
-__all__ = ["artifact_path", "finished_stages", "gzip_size", "score_artifact", "stage_guard"]
+__all__ = [
+    "artifact_path",
+    "finished_stages",
+    "gzip_size",
+    "run_stages",
+    "score_artifact",
+    "stage_guard",
+]
 
 
 def gzip_size(path: Path) -> int:
@@ -52,6 +60,27 @@ def score_artifact(
         )
     )[0]
     return ev, float(bench.stages["invoke"].p50_ms)
+
+
+def run_stages(
+    config: CompressConfig,
+    results: list[StageResult],
+    log: Callable[[str], None],
+    run_stage: Callable[[Stage, float], StageResult],
+) -> list[StageResult]:
+    """Every stage of ``config`` in turn: announced, guarded (:func:`stage_guard`), run by
+    ``run_stage(stage, start time)`` and its result appended to ``results``, the report
+    rewritten after each."""
+    from edgekit.compress.report import write_report
+
+    for i, stage in enumerate(config.stages):
+        t0 = time.perf_counter()
+        position = f"[{i + 1}/{len(config.stages)}]"
+        log(f"{position} {stage.label}")
+        with stage_guard(config, f"{position} {stage.label}", results, log):
+            results.append(run_stage(stage, t0))
+            write_report(results, config.out, config)
+    return results
 
 
 def finished_stages(
