@@ -50,18 +50,22 @@ def to_csv(results: Sequence[BenchResult]) -> str:
         for stage in BENCH_STAGES:
             if stage not in r.stages:
                 continue
-            row = {
-                "model": r.model,
-                "backend": r.backend,
-                "threads": "" if r.threads is None else r.threads,
-                "runs": r.runs,
-                "size_bytes": r.size_bytes,
-                "kind": r.kind,
-                "stage": stage,
-            }
-            row.update(r.stages[stage].to_dict())
-            writer.writerow(row)
+            writer.writerow(csv_row(r, stage))
     return buf.getvalue()
+
+
+def csv_row(r: BenchResult, stage: str) -> dict[str, Any]:
+    """One CSV row: a configuration and one stage's statistics (:data:`CSV_FIELDS`)."""
+    return {
+        "model": r.model,
+        "backend": r.backend,
+        "threads": "" if r.threads is None else r.threads,
+        "runs": r.runs,
+        "size_bytes": r.size_bytes,
+        "kind": r.kind,
+        "stage": stage,
+        **r.stages[stage].to_dict(),
+    }
 
 
 def write_text(path: str | Path, text: str) -> Path:

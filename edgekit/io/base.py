@@ -7,14 +7,35 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import cv2
 import numpy as np
 
 from edgekit.core.types import Frame
 
-__all__ = ["BaseSource", "Source", "bgr_to_rgb"]
+__all__ = ["BaseSource", "Closing", "Source", "bgr_to_rgb"]
+
+_C = TypeVar("_C", bound="Closing")
+
+
+class Closing:
+    """Context manager plumbing for sources and sinks: ``with x:`` calls ``x.close()`` on the
+    way out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 @runtime_checkable
@@ -29,7 +50,7 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-class BaseSource:
+class BaseSource(Closing):
     """Shared plumbing: context manager, idempotent ``close``, frame numbering."""
 
     name: str = "source"
@@ -39,17 +60,6 @@ class BaseSource:
     def __init__(self) -> None:
         self._closed = False
         self._next_index = 0
-
-    def __enter__(self) -> BaseSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[Frame]:
         return self._frames()

@@ -26,7 +26,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import cv2
@@ -35,6 +34,7 @@ import numpy as np
 from edgekit.core.types import FrameResult, pick_stages, to_pixels
 from edgekit.errors import SinkError
 from edgekit.io import overlay
+from edgekit.io.base import Closing
 
 #: The stages a JSON line carries (core.types.STAGES has what each means).
 JSONL_STAGES = pick_stages("capture", "preprocess", "invoke", "postprocess", "total")
@@ -108,7 +108,7 @@ def result_to_json(result: FrameResult) -> dict[str, Any]:
     return out
 
 
-class BaseSink:
+class BaseSink(Closing):
     """The :class:`~edgekit.core.types.Sink` protocol with its defaults, context manager
     plumbing and an idempotent ``close``."""
 
@@ -122,17 +122,6 @@ class BaseSink:
 
     def __init__(self) -> None:
         self._closed = False
-
-    def __enter__(self) -> BaseSink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
         if self._closed:
