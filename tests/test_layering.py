@@ -161,4 +161,3 @@ def test_no_import_circle():
 )
 def test_the_walk_sees_imports_inside_functions(module, target):
     assert target in GRAPH[module]
-
