@@ -103,6 +103,12 @@ import click
     "(instead of splitting --data).",
 )
 @click.option(
+    "--teacher-boxes/--no-teacher-boxes",
+    default=None,
+    help="Detectors: add the .tflite teacher's boxes where the dataset has no human box "
+    "[on]; turn off for completely labelled photos (soft targets stay).",
+)
+@click.option(
     "--distill-weight",
     type=click.FloatRange(min=0),
     help="Detectors: weight of the SSD teacher's per-anchor soft targets (distill stage) [1].",

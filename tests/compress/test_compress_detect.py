@@ -108,6 +108,7 @@ def test_detection_distill_structured_int8_next_to_the_teacher(tmp_path, people)
     assert report["stages"][0]["stage"] == "teacher"
     assert "| stage | artifact | person AP50 |" in (cfg.out / "report.md").read_text()
     # a later run starts from that checkpoint: the input is measured first, next to the teacher
+    assert (cfg.out / "01_distill.spec.json").is_file()  # the checkpoint describes itself
     again = _config(tmp_path, people, "int8", init=cfg.out / "01_distill.keras", out=tmp_path / "b")
     rows = run_recipe(again, log=logs.append)
     assert [r.stage for r in rows] == ["teacher", "input", "int8"]
@@ -123,12 +124,14 @@ def test_imported_teacher_as_student_gets_soft_targets(tmp_path, people):
     student = save_imported(import_tflite(TEACHER), tmp_path / "imported.keras")
     logs: list[str] = []
     cfg = _config(tmp_path, people, "distill,int8", student=str(student), width=0.35,
-                  input_size=64, videos=(), temperature=2.0)  # fmt: skip
+                  input_size=64, videos=(), temperature=2.0, teacher_boxes=False)  # fmt: skip
     results = run_recipe(cfg, log=logs.append)
     assert [r.stage for r in results] == ["teacher", "distill", "int8"]
     assert results[1].details["soft_teacher"].endswith("teacher_import.keras")
     assert results[1].details["temperature"] == 2.0
     assert any("soft targets from" in m and "T=2" in m for m in logs)
+    # the photos are completely labelled: no teacher boxes join the labels, soft targets do
+    assert (cfg.out / "data_train").is_dir() and not (cfg.out / "data_distill").exists()
     from edgekit.runtime.model import Model
 
     m = Model.load(cfg.out / results[2].artifact)

@@ -118,6 +118,7 @@ class CompressConfig:
         None  # detectors: score on this dataset (all of it), train on all of data
     )
     distill_weight: float = 1.0  # detectors: weight of the teacher's per-anchor soft targets
+    teacher_boxes: bool = True  # detectors: add the teacher's boxes where humans labelled none
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))

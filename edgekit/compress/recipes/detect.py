@@ -115,7 +115,9 @@ def run_detection_recipe(
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
-    labelled = "distill" if teacher.endswith(".tflite") else "train"
+    # the teacher's boxes join the labels (a .tflite teacher, unless turned off); soft targets
+    # come with any SSD teacher
+    labelled = "distill" if teacher.endswith(".tflite") and config.teacher_boxes else "train"
     state = _State(entry, log, pose, labelled, train_split, classes)
     if pose:
         state.eval_data = _pose_data(config, "val", val_split, log)
@@ -450,8 +452,11 @@ def _export(config: Any, model: Any, state: _State, stage: Any, fmt: str, index:
     from edgekit.export.tflite import ExportConfig, export_model
 
     target = artifact_path(config, index, stage, fmt)
-    if fmt == "float32":
+    if fmt == "float32":  # usable as --student or --init of a later run, spec next to it
+        from edgekit.zoo.checkpoint import save_checkpoint_spec
+
         model.save(target.with_suffix(".keras"))
+        save_checkpoint_spec(target.with_suffix(".keras"), state.spec)
     images = state.data_yaml.parent / "images" if state.data_yaml else None
     res = export_model(
         model,
