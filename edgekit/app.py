@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.core.types import TASKS
+from edgekit.core.types import TASKS, pick_stages
 from edgekit.errors import SinkError, UsageError
 
 __all__ = ["ASSETS", "ON_OUTPUT_ERROR", "RunConfig", "check_outputs", "default_model", "run_app"]
@@ -23,6 +23,11 @@ __all__ = ["ASSETS", "ON_OUTPUT_ERROR", "RunConfig", "check_outputs", "default_m
 ON_OUTPUT_ERROR = ("continue", "stop")
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+
+#: The file outputs a run writes: RunConfig field -> the :mod:`edgekit.io.sinks` class that
+#: writes it, opened in this order (then the window, the live preview and systemd's watchdog).
+#: A new output: its sink in io/, a RunConfig field and CLI option, and a row here.
+FILE_OUTPUTS: tuple[tuple[str, str], ...] = (("jsonl", "JsonlSink"), ("save", "VideoSink"))
 
 # What a task's default model is called inside edgekit/assets (shipped by a later release).
 DEFAULT_MODEL_NAMES: dict[str, tuple[str, ...]] = {
@@ -198,13 +203,17 @@ def run_app(
         )
         _check_task(config, model)
         model.check()
-        source = open_source(config.source, camera=config.camera, reconnect=config.reconnect)
+        # The model decides its input size once (its preprocessor's resize rule): a Pi camera's
+        # low-res stream is sized by it, and any other source's frames are resized by it in
+        # the capture thread (LoresSource), so inference never waits on a resize.
+        resized_hw = model.preprocessor.resized_hw
+        source = open_source(
+            config.source, camera=config.camera, reconnect=config.reconnect, resized_hw=resized_hw
+        )
         for sink in opened:  # a video file plays at the source's rate (known only now)
             if isinstance(sink, VideoSink):
                 sink.fps = _fps(source)
-        # Resize each frame for the model in the capture thread (picamera2 sources already
-        # deliver this low-res image), so inference never waits on it.
-        source = LoresSource(source, model.spec.input_size, resize_mode=model.spec.resize_mode)
+        source = LoresSource(source, resized_hw)
         thresholds = dict(config.extra_thresholds)
         if config.score is not None:
             thresholds["score_threshold"] = config.score
@@ -244,10 +253,10 @@ def _open_outputs(config: RunConfig, opened: list[Any]) -> tuple[bool, Any]:
     preview sink or None)."""
     from edgekit.io import sinks as sinks_mod
 
-    if config.jsonl is not None:
-        opened.append(sinks_mod.JsonlSink(config.jsonl))
-    if config.save is not None:
-        opened.append(sinks_mod.VideoSink(config.save))
+    for field_name, sink_class in FILE_OUTPUTS:
+        target = getattr(config, field_name)
+        if target is not None:
+            opened.append(getattr(sinks_mod, sink_class)(target))
     window = config.display and window_possible()
     if window:
         opened.append(sinks_mod.WindowSink(title=f"edgekit {config.task}"))
@@ -259,7 +268,7 @@ def _open_outputs(config: RunConfig, opened: list[Any]) -> tuple[bool, Any]:
         preview = PreviewSink(host, port, token=config.token, max_fps=config.serve_fps)
         opened.append(preview)
     if os.environ.get("NOTIFY_SOCKET"):  # under systemd (Type=notify): READY + watchdog
-        from edgekit.deploy.sdnotify import WatchdogSink
+        from edgekit.io.sdnotify import WatchdogSink
 
         opened.append(WatchdogSink())
     return window, preview
@@ -282,7 +291,8 @@ def check_outputs(stats: Any) -> None:
 
 def _describe(config: RunConfig, model: Any, source: Any, window: bool) -> str:
     spec = model.spec
-    outputs = [str(p) for p in (config.jsonl, config.save) if p is not None]
+    targets = (getattr(config, field_name) for field_name, _ in FILE_OUTPUTS)
+    outputs = [str(p) for p in targets if p is not None]
     if window:
         outputs.append("window")
     delegate = f" + {model.backend.delegate}" if model.backend.delegate else ""
@@ -295,15 +305,9 @@ def _describe(config: RunConfig, model: Any, source: Any, window: bool) -> str:
     )
 
 
-SUMMARY_STAGES = (
-    "capture",
-    "preprocess",
-    "invoke",
-    "postprocess",
-    "track",
-    "total",
-    "render",
-    "write",
+#: The stages the end-of-run summary shows (core.types.STAGES has what each means).
+SUMMARY_STAGES = pick_stages(
+    "capture", "preprocess", "invoke", "postprocess", "track", "total", "render", "write"
 )
 
 

@@ -18,7 +18,8 @@
 The loop knows nothing of models or cameras: ``step(frame) -> FrameResult`` does the inference
 (and may add its own timings, e.g. "preprocess", "invoke", "postprocess").
 
-Timings, in milliseconds, added to each ``FrameResult.timings`` before it reaches the sinks:
+Timings, in milliseconds, added to each ``FrameResult.timings`` before it reaches the sinks
+(:data:`edgekit.core.types.STAGES` lists every stage and its one meaning):
 
 - ``capture``: the source producing the frame (read + decode + colour conversion);
 - ``wait``: from the frame being captured to the step starting on it (queueing);
@@ -45,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.stats import LatencyStats
-from edgekit.core.types import Frame, FrameResult
+from edgekit.core.latency import LatencyStats
+from edgekit.core.types import Frame, FrameResult, Sink, pick_stages
 from edgekit.errors import SinkError
 
 Step = Callable[[Frame], FrameResult]
@@ -61,6 +62,8 @@ _JOIN_S = 5.0
 # Per-stage timing samples kept for LoopStats: the most recent ones only, so a camera running for
 # days holds a bounded ~10 MB instead of ~215 bytes per frame forever.
 MAX_TIMING_SAMPLES = 50_000
+#: The stages :meth:`LoopStats.summary` shows (core.types.STAGES has what each means).
+SUMMARY_STAGES = pick_stages("capture", "invoke", "step", "total")
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class LoopStats:
             f"{self.frames} frames in {self.elapsed_s:.2f} s = {self.fps:.1f} fps ({mode})",
             f"dropped {self.dropped}",
         ]
-        for name in ("capture", "invoke", "step", "total"):
+        for name in SUMMARY_STAGES:
             if name in self.stages:
                 s = self.stages[name]
                 parts.append(f"{name} p50 {s.p50_ms:.1f} ms")
@@ -132,10 +135,41 @@ def usable_frame(frame: Any) -> bool:
     )
 
 
-def sink_name(sink: Any) -> str:
-    """How warnings and :attr:`LoopStats.sink_errors` name a sink: its ``name``, else repr."""
-    name = getattr(sink, "name", None)
-    return str(name) if name else repr(sink)
+class _PartialSink:
+    """An object with ``write(result)`` and ``close()`` (a test's list, a user's callback) seen
+    through the whole :class:`~edgekit.core.types.Sink` protocol: what it lacks defaults to its
+    repr as ``name``, no image, never asking to stop."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+
+    @property
+    def name(self) -> str:
+        name = getattr(self.sink, "name", None)
+        return str(name) if name else repr(self.sink)
+
+    @property
+    def wants_image(self) -> bool:
+        return bool(getattr(self.sink, "wants_image", False))
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(getattr(self.sink, "stop_requested", False))
+
+    def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
+        if image is None:
+            self.sink.write(result)
+        else:
+            self.sink.write(result, image)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def as_sink(sink: Any) -> Sink:
+    """``sink`` itself when it implements the whole :class:`~edgekit.core.types.Sink`
+    protocol, else a view of it that does (see :class:`_PartialSink`)."""
+    return sink if isinstance(sink, Sink) else _PartialSink(sink)
 
 
 class _Channel:
@@ -192,7 +226,7 @@ class _Run:
         self,
         source: Iterable[Frame],
         step: Step,
-        sinks: Sequence[Any],
+        sinks: Sequence[Sink],
         *,
         clock: Callable[[], float],
         max_frames: int | None,
@@ -206,7 +240,7 @@ class _Run:
         self.sinks = list(sinks)  # the sinks still written to
         self.isolate_sink_errors = isolate_sink_errors
         self.stop_on_sink_error = stop_on_sink_error
-        self.disabled: list[Any] = []  # sinks dropped after a write error (already closed)
+        self.disabled: list[Sink] = []  # sinks dropped after a write error (already closed)
         self.sink_errors: dict[str, str] = {}
         self.disabled_at: dict[str, int] = {}  # sink name -> frames written before it failed
         self.skipped = 0
@@ -289,12 +323,12 @@ class _Run:
     def output_one(self, result: FrameResult) -> None:
         t0 = self.clock()
         image = None
-        if self.render is not None and any(getattr(s, "wants_image", False) for s in self.sinks):
+        if self.render is not None and any(s.wants_image for s in self.sinks):
             image = self.render(result)
         t1 = self.clock()
         for sink in list(self.sinks):
             try:
-                if image is not None and getattr(sink, "wants_image", False):
+                if image is not None and sink.wants_image:
                     sink.write(result, image)
                 else:
                     sink.write(result)
@@ -309,15 +343,15 @@ class _Run:
             self.samples["render"].append((t1 - t0) * 1e3)
         self.samples["write"].append((t2 - t1) * 1e3)
         self.frames += 1
-        if any(getattr(s, "stop_requested", False) for s in self.sinks):
+        if any(s.stop_requested for s in self.sinks):
             self.request_stop("sink")
 
-    def disable_sink(self, sink: Any, exc: BaseException) -> None:
+    def disable_sink(self, sink: Sink, exc: BaseException) -> None:
         """Stop writing to a sink that failed (a full disk, an unwritable file): close it quietly,
         record it (with the frames written before) and warn once; the other sinks and the loop
         go on, unless ``stop_on_sink_error`` asks for a stop. When no sink is left the run stops
         too (it would be writing nothing)."""
-        name = sink_name(sink)
+        name = sink.name
         message = str(exc) or type(exc).__name__
         self.sinks.remove(sink)
         self.disabled.append(sink)
@@ -494,7 +528,8 @@ def run(
     """Run ``step`` on every frame of ``source`` and hand each result to every sink.
 
     ``source``: an iterable of :class:`Frame` (``.live`` and ``.close()`` used when present).
-    ``sinks``: objects with ``write(result)`` and ``close()``; those with ``wants_image`` get
+    ``sinks``: :class:`~edgekit.core.types.Sink` objects (or any with ``write(result)`` and
+    ``close()``: :func:`as_sink`); the loop alone draws: those with ``wants_image`` get
     ``write(result, image)`` with the frame drawn once by ``render`` (default:
     :func:`edgekit.io.overlay.render` when such a sink is present).
     ``max_frames`` / ``duration`` (seconds of ``clock``) end the run; ``drop_frames`` (default:
@@ -518,7 +553,8 @@ def run(
         raise ValueError(f"duration must be >= 0, got {duration}")
     if queue_size < 1:
         raise ValueError(f"queue_size must be >= 1, got {queue_size}")
-    if render is None and any(getattr(s, "wants_image", False) for s in sinks):
+    sinks = [as_sink(s) for s in sinks]
+    if render is None and any(s.wants_image for s in sinks):
         from edgekit.io.overlay import render as default_render
 
         render = default_render
@@ -539,7 +575,7 @@ def run(
         if stop_event is not None and stop_event.is_set():
             state.request_stop("stop_event")
 
-    def closer(sink: Any) -> Callable[[], None]:
+    def closer(sink: Sink) -> Callable[[], None]:
         def close() -> None:
             if any(sink is d for d in state.disabled):  # those were closed already
                 return
@@ -548,7 +584,7 @@ def run(
             except (OSError, SinkError) as exc:
                 if not isolate_sink_errors:
                     raise
-                name = sink_name(sink)
+                name = sink.name
                 message = f"on close: {str(exc) or type(exc).__name__}"
                 state.sink_errors[name] = message
                 _log.warning("output %s failed %s", name, message)

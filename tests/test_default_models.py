@@ -13,7 +13,7 @@ import pytest
 from shared_data import ROOT, shared_path
 
 from edgekit.app import ASSETS, default_model
-from edgekit.runtime.flatbuffer import read_tflite
+from edgekit.core.flatbuffer import read_tflite
 from edgekit.runtime.model import Model
 
 DETECT = ASSETS / "detect_default.tflite"

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgekit.core.stats import LatencyStats
+from edgekit.core.latency import LatencyStats
 from edgekit.core.types import Frame, FrameResult
 from edgekit.io.sinks import JsonlSink
 from edgekit.loop import LoopStats, run

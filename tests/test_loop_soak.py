@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import psutil
+import pytest
 
 from edgekit.core.types import Detection, Frame, FrameResult
 from edgekit.io.sinks import JsonlSink, VideoSink
@@ -52,6 +53,7 @@ class RssProbe:
         pass
 
 
+@pytest.mark.slow
 def test_soak_10k_frames_no_growth_no_thread_leak(tmp_path):
     threads_before = threading.active_count()
     probe = RssProbe()

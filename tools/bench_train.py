@@ -22,9 +22,9 @@ import keras
 from edgekit.core.anchors import ssd_anchors
 from edgekit.data import split_dataset
 from edgekit.data.encode import make_encode_fn
+from edgekit.data.load import load_dataset
 from edgekit.data.pipeline import PipelineConfig, make_pipeline, measure_throughput
 from edgekit.train import TrainConfig, train
-from edgekit.train.fit import load_training_data
 from edgekit.zoo.registry import get_entry
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
 
     entry = get_entry(args.model)
-    ds = load_training_data(args.data)
+    ds = load_dataset(args.data)
     train_ds, _ = split_dataset(ds, 0.2, 0)
     spec = entry.spec(args.img, labels=ds.class_names)
     if entry.decoder == "ssd_raw":

@@ -82,7 +82,7 @@ def main() -> None:
         teacher_targets,
         train_classifier,
     )
-    from edgekit.compress.recipe import CompressConfig, parse_recipe, run_recipe
+    from edgekit.compress.recipes import CompressConfig, parse_recipe, run_recipe
     from edgekit.compress.teacher import TeacherCache, TFLiteTeacher
     from edgekit.zoo.registry import create_model, get_entry
 

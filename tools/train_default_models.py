@@ -177,7 +177,7 @@ def stage_import(data: Path, out: Path, r: Recipe) -> dict[str, Path]:
 def _compress(max_ratio: float, **config: Any) -> Path:
     """Run one ``edgekit compress`` recipe (skipped when it finished before; an interrupted one
     is moved aside and run again) and pick its int8 artifact to ship (:func:`_shipped`)."""
-    from edgekit.compress.recipe import CompressConfig, parse_recipe, run_recipe
+    from edgekit.compress.recipes import CompressConfig, parse_recipe, run_recipe
 
     folder = Path(config["out"])
     report = folder / "report.json"
@@ -327,7 +327,7 @@ def stage_zoo(data: Path, out: Path, r: Recipe, paths: dict) -> dict[str, Path]:
 def stage_evaluate(data: Path, out: Path, r: Recipe, rows: dict[str, dict[str, Path]]) -> dict:
     """One eval per model and one bench run for all of them; ``report.json``."""
     from edgekit.bench.latency import BenchConfig, bench_models
-    from edgekit.eval.predict import EvalConfig, evaluate_model
+    from edgekit.eval.run import EvalConfig, evaluate_model
 
     report: dict[str, Any] = {"recipe": dataclasses.asdict(r), "quick": r == QUICK, "rows": {}}
     crops = out / "pose" / "data_pose_val" / "data.yaml"

@@ -2,7 +2,7 @@
 reports, and the same measure on other machines through SSH (``edgekit.bench.remote``)."""
 
 from edgekit.bench.latency import (
-    STAGES,
+    BENCH_STAGES,
     BenchConfig,
     BenchResult,
     bench_models,
@@ -10,7 +10,7 @@ from edgekit.bench.latency import (
 from edgekit.bench.machine import bench_with_machine, machine_info, thermal_state
 
 __all__ = [
-    "STAGES",
+    "BENCH_STAGES",
     "BenchConfig",
     "BenchResult",
     "bench_models",

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgekit.bench.latency import BENCH_STAGES
 from edgekit.bench.remote import TargetRun
-from edgekit.bench.report import CSV_FIELDS, write_text
+from edgekit.bench.report import CSV_FIELDS, csv_row, write_text
 from edgekit.bench.report import plot as plot_results
 
 __all__ = ["HEADLINE_METRICS", "plot", "table", "to_csv", "to_json", "write_csv", "write_json"]
@@ -60,18 +61,8 @@ def to_csv(runs: Sequence[TargetRun]) -> str:
     for run in runs:
         for r in run.results:
             scores = _eval_metrics(run, r.model)
-            for stage, stats in r.stages.items():
-                row: dict[str, Any] = {
-                    "target": run.name,
-                    "model": r.model,
-                    "backend": r.backend,
-                    "threads": "" if r.threads is None else r.threads,
-                    "runs": r.runs,
-                    "size_bytes": r.size_bytes,
-                    "kind": r.kind,
-                    "stage": stage,
-                    **stats.to_dict(),
-                }
+            for stage in r.stages:
+                row: dict[str, Any] = {"target": run.name, **csv_row(r, stage)}
                 row.update({f"eval_{m}": scores.get(m, "") for m in metrics})
                 writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return buf.getvalue()
@@ -216,7 +207,7 @@ def table(runs: Sequence[TargetRun], title: str | None = "edgekit bench") -> Any
         else:  # the backend's default: each target's own count
             t.add_row(f"[bold]{Path(model).name}[/bold]", *[""] * len(runs))
             t.add_row("  threads", *threads)
-        for stage in ("preprocess", "invoke", "postprocess", "total"):
+        for stage in BENCH_STAGES:
             t.add_row(f"  {stage}", *[_stage_cell(run, index, stage) for run in runs])
         fps = []
         for run in runs:

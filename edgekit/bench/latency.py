@@ -23,20 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bench.machine import machine_info
-from edgekit.core.stats import LatencyStats
+from edgekit.core.latency import LatencyStats
+from edgekit.core.types import pick_stages
 from edgekit.errors import SourceError, UsageError
 
 __all__ = [
-    "STAGES",
+    "BENCH_STAGES",
     "BenchConfig",
     "BenchResult",
     "bench_models",
-    "machine_info",
     "sample_image",
 ]
 
-STAGES: tuple[str, ...] = ("preprocess", "invoke", "postprocess", "total")
+#: What the bench times, in this order (core.types.STAGES has what each means; ``total`` here
+#: is preprocess + invoke + postprocess of a frame already in memory).
+BENCH_STAGES = pick_stages("preprocess", "invoke", "postprocess", "total")
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,9 @@ class BenchResult:
             "kind": self.kind,
             "order": self.order,
             "delegate": self.delegate,
-            "stages": {name: self.stages[name].to_dict() for name in STAGES if name in self.stages},
+            "stages": {
+                name: self.stages[name].to_dict() for name in BENCH_STAGES if name in self.stages
+            },
         }
 
 
@@ -216,7 +219,7 @@ def bench_models(
     for order, ((path, threads), model, runs) in enumerate(
         zip(configs, models, samples, strict=True)
     ):
-        per_stage = {name: tuple(run[k] for run in runs) for k, name in enumerate(STAGES)}
+        per_stage = {name: tuple(run[k] for run in runs) for k, name in enumerate(BENCH_STAGES)}
         backend = getattr(model, "backend", None)
         results.append(
             BenchResult(

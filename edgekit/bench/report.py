@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench.latency import STAGES, BenchResult
+from edgekit.bench.latency import BENCH_STAGES, BenchResult
 from edgekit.core.artifact import atomic_write_bytes
 from edgekit.errors import DependencyMissing, SinkError
 
@@ -47,21 +47,25 @@ def to_csv(results: Sequence[BenchResult]) -> str:
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for r in results:
-        for stage in STAGES:
+        for stage in BENCH_STAGES:
             if stage not in r.stages:
                 continue
-            row = {
-                "model": r.model,
-                "backend": r.backend,
-                "threads": "" if r.threads is None else r.threads,
-                "runs": r.runs,
-                "size_bytes": r.size_bytes,
-                "kind": r.kind,
-                "stage": stage,
-            }
-            row.update(r.stages[stage].to_dict())
-            writer.writerow(row)
+            writer.writerow(csv_row(r, stage))
     return buf.getvalue()
+
+
+def csv_row(r: BenchResult, stage: str) -> dict[str, Any]:
+    """One CSV row: a configuration and one stage's statistics (:data:`CSV_FIELDS`)."""
+    return {
+        "model": r.model,
+        "backend": r.backend,
+        "threads": "" if r.threads is None else r.threads,
+        "runs": r.runs,
+        "size_bytes": r.size_bytes,
+        "kind": r.kind,
+        "stage": stage,
+        **r.stages[stage].to_dict(),
+    }
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -149,7 +153,7 @@ def plot(
     left = [0.0] * len(results)
     colors = {"preprocess": "#8da0cb", "invoke": "#fc8d62", "postprocess": "#66c2a5"}
     ys = list(range(len(results)))[::-1]
-    for stage in ("preprocess", "invoke", "postprocess"):
+    for stage in BENCH_STAGES[:-1]:  # the parts; total is the marker
         widths = [r.stages[stage].p50_ms for r in results]
         ax.barh(ys, widths, left=left, color=colors[stage], label=f"{stage} p50")
         left = [a + b for a, b in zip(left, widths, strict=True)]

@@ -141,7 +141,7 @@ def compress(recipe, videos, **options) -> None:
           --input-size 224 --temperature 2 --recipe distill,structured:0.3,int8
       edgekit compress --recipe recipe.yaml     (stages: [...] plus any option above)
     """
-    from edgekit.compress.recipe import CompressConfig, load_recipe, parse_recipe, run_recipe
+    from edgekit.compress.recipes import CompressConfig, load_recipe, parse_recipe, run_recipe
     from edgekit.compress.report import markdown_table
     from edgekit.errors import UsageError
 
@@ -188,8 +188,9 @@ def quantize(model: Path, recipe: str, calib: Path | None, calib_samples: int, o
     Example:
       edgekit quantize model_float.tflite --recipe static_wi8_ai8 --calib images/
     """
-    from edgekit.compress.aeq import quantize_tflite
-    from edgekit.export.representative import list_images, read_rgb
+    from edgekit.compress.ai_edge_quantizer import quantize_tflite
+    from edgekit.data.images import read_rgb
+    from edgekit.export.representative import list_images
 
     images = []
     if calib is not None:

@@ -149,7 +149,7 @@ def convert(
     edgekit data convert VOCdevkit/VOC2012 voc.json --to coco
     edgekit data convert instances_val2017.json val_yolo --to yolo --images symlink
     """
-    from edgekit.data.dataset import read_dataset
+    from edgekit.data.load import read_dataset
 
     dataset = read_dataset(path, fmt, split=split, names=_names(names))
     if to == "coco":

@@ -146,7 +146,7 @@ def eval_(
             report.check_writable(path)
     labels: tuple[str, ...] = ()
     if labels_path is not None:
-        from edgekit.runtime.model import load_labels
+        from edgekit.runtime.spec import load_labels
 
         labels = load_labels(labels_path)
     config = EvalConfig(

@@ -101,7 +101,7 @@ def explain(
 
     labels: tuple[str, ...] = ()
     if labels_path is not None:
-        from edgekit.runtime.model import load_labels
+        from edgekit.runtime.spec import load_labels
 
         labels = load_labels(labels_path)
     config = ExplainConfig(

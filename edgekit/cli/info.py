@@ -26,7 +26,7 @@ def info(model: Path, as_json: bool, no_load: bool) -> None:
       edgekit info model.tflite
       edgekit info model_edgetpu.tflite --json | jq .edgetpu
     """
-    from edgekit.inspect import describe_model, format_description
+    from edgekit.describe import describe_model, format_description
 
     description = describe_model(model, load=not no_load)
     if as_json:

@@ -11,7 +11,8 @@ models: :mod:`edgekit.compress.prune` bridges Keras 3 models to tf-keras twins a
 - :mod:`~edgekit.compress.structured`: channel pruning that rebuilds a thinner MobileNetV2-style model.
 - :mod:`~edgekit.compress.quantize`: int8/dynamic/float16 PTQ through :mod:`edgekit.export`, QAT,
   float-vs-int8 error.
-- :mod:`~edgekit.compress.recipe` / :mod:`~edgekit.compress.report`: ``edgekit compress``.
+- :mod:`~edgekit.compress.recipes` (config, measure, classify, detect) /
+  :mod:`~edgekit.compress.report`: ``edgekit compress``.
 
 Submodules import TensorFlow; import them explicitly (this package itself imports nothing heavy).
 """

@@ -195,11 +195,11 @@ def load_classify_data(
 ) -> ClassifyData:
     """An image-folder dataset as arrays, preprocessed as ``spec`` says (the runtime's resize
     and normalization), split like :func:`edgekit.eval.evaluate_model` splits it."""
-    from edgekit.compress.teacher import read_rgb
-    from edgekit.eval.predict import load_eval_dataset
+    from edgekit.data.images import read_rgb
+    from edgekit.data.load import load_dataset
     from edgekit.export.representative import float_preprocessor
 
-    ds = load_eval_dataset(
+    ds = load_dataset(
         root, "folder", split=split, val_fraction=val_fraction, seed=seed, max_images=max_images
     )
     prep = float_preprocessor(spec)

@@ -109,10 +109,10 @@ def export_qat(
     is checked exactly like ``edgekit export --format int8``."""
     import tensorflow as tf
 
+    from edgekit.core.flatbuffer import read_tflite
     from edgekit.export.formats import ExportOptions, get_format, validate
     from edgekit.export.metadata import finalize_spec, write_artifact
     from edgekit.export.representative import representative_samples
-    from edgekit.runtime.flatbuffer import read_tflite
 
     fmt = get_format("int8")
     converter = tf.lite.TFLiteConverter.from_keras_model(qmodel)

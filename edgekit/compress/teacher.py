@@ -12,8 +12,9 @@ to the student's classes on the labelled images; the probe's logits are then the
 
 For detection and pose the teacher's *decoded* results (the runtime decoders) become labels:
 :func:`pseudo_label` turns a :class:`~edgekit.data.Dataset` (or unlabelled images, or video
-frames from :func:`frames_from_video`) into a dataset whose boxes/keypoints come from the
-teacher, merged with the human labels where they exist.
+frames from :func:`edgekit.train.pseudo_label.frames_from_video`) into a dataset whose
+boxes/keypoints come from the teacher, merged with the human labels where they exist
+(:func:`edgekit.train.pseudo_label.merge_detections`).
 """
 
 from __future__ import annotations
@@ -28,18 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.data.dataset import read_rgb
-from edgekit.errors import DatasetError, SourceError, UsageError
+from edgekit.data.images import read_rgb
+from edgekit.errors import DatasetError, UsageError
+from edgekit.train.pseudo_label import merge_detections
 
 __all__ = [
     "KerasTeacher",
     "LinearProbe",
     "TFLiteTeacher",
     "TeacherCache",
-    "frames_from_video",
-    "merge_detections",
     "pseudo_label",
-    "read_rgb",
 ]
 
 
@@ -246,75 +245,6 @@ class LinearProbe:
 # --- detection / pose pseudo-labels ----------------------------------------------------------
 
 
-def frames_from_video(
-    path: str | os.PathLike[str],
-    every_n: int,
-    out_dir: str | os.PathLike[str],
-    *,
-    max_frames: int | None = None,
-) -> list[Path]:
-    """Write every ``every_n``-th frame of a video as JPEG into ``out_dir``; returns the paths.
-
-    Existing frames are reused (same names), so calling it twice costs nothing."""
-    import cv2
-
-    if every_n < 1:
-        raise UsageError(f"every_n must be >= 1, got {every_n}")
-    src = Path(path)
-    cap = cv2.VideoCapture(str(src))
-    if not cap.isOpened():
-        raise SourceError(f"{src}: cannot open video")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    index = 0
-    try:
-        while max_frames is None or len(paths) < max_frames:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index % every_n == 0:
-                p = out / f"{src.stem}_{index:06d}.jpg"
-                if not p.is_file() and not cv2.imwrite(str(p), frame):
-                    raise SourceError(f"{p}: cannot write frame")
-                paths.append(p)
-            index += 1
-    finally:
-        cap.release()
-    if not paths:
-        raise SourceError(f"{src}: no frames read")
-    return paths
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from edgekit.core.boxes import iou
-
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    return iou(a, b)
-
-
-def merge_detections(
-    human_boxes: np.ndarray,
-    human_ids: np.ndarray,
-    teacher_boxes: np.ndarray,
-    teacher_ids: np.ndarray,
-    *,
-    iou_threshold: float = 0.5,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Human labels plus the teacher boxes that overlap no human box of the same class."""
-    hb = np.asarray(human_boxes, np.float32).reshape(-1, 4)
-    hi = np.asarray(human_ids, np.int64).reshape(-1)
-    tb = np.asarray(teacher_boxes, np.float32).reshape(-1, 4)
-    ti = np.asarray(teacher_ids, np.int64).reshape(-1)
-    if len(tb) == 0:
-        return hb, hi
-    ious = _iou(tb, hb)
-    same = ti[:, None] == hi[None, :]
-    keep = ~((ious >= iou_threshold) & same).any(axis=1) if len(hb) else np.ones(len(tb), bool)
-    return np.concatenate([hb, tb[keep]]), np.concatenate([hi, ti[keep]])
-
-
 def pseudo_label(
     teacher: TFLiteTeacher,
     images: Any,
@@ -334,7 +264,8 @@ def pseudo_label(
     above ``score_threshold``, else 0). Decoded results are cached as JSON next to the
     raw-output cache when ``cache`` is given.
     """
-    from edgekit.data.dataset import Dataset, ImageRecord, read_image_size
+    from edgekit.data.dataset import Dataset, ImageRecord
+    from edgekit.data.images import read_image_size
 
     task = teacher.spec.task
     if task not in ("detect", "pose"):

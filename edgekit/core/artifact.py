@@ -37,7 +37,7 @@ class EmbeddedFiles:
 
 # What zipfile raises on a damaged archive besides BadZipFile (bad version, bad deflate data,
 # truncated member, offsets past the end, a flipped "encrypted" flag bit -> RuntimeError).
-_ZIP_ERRORS = (
+ZIP_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
     NotImplementedError,
@@ -80,7 +80,7 @@ def flatbuffer_end(data: bytes) -> int:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
-    except _ZIP_ERRORS:
+    except ZIP_ERRORS:
         return len(data)
     if not infos:
         return len(data)
@@ -94,7 +94,7 @@ def read_embedded(data: bytes) -> EmbeddedFiles:
     damaged appended files."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except _ZIP_ERRORS:
+    except ZIP_ERRORS:
         return EmbeddedFiles(None, (), ())
     with zf:
         names = tuple(zf.namelist())
@@ -103,7 +103,7 @@ def read_embedded(data: bytes) -> EmbeddedFiles:
         try:
             spec_json = zf.read(SPEC_NAME).decode("utf-8") if SPEC_NAME in names else None
             label_bytes = zf.read(LABELS_NAME) if LABELS_NAME in names else None
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             raise ValueError(f"appended files are damaged ({type(exc).__name__}: {exc})") from exc
         if spec_json is not None:
             spec = ModelSpec.from_json(spec_json)

@@ -15,11 +15,23 @@ Preprocessing with a transform ``t``::
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RESIZE_MODES", "Transform", "letterbox_transform", "make_transform", "resize_transform"]
+from edgekit.core.types import Detection, Keypoint, Pose
+
+__all__ = [
+    "RESIZE_MODES",
+    "Transform",
+    "detections_to_frame",
+    "letterbox_transform",
+    "make_transform",
+    "pose_to_frame",
+    "resize_transform",
+]
 
 RESIZE_MODES = ("resize", "letterbox")
 
@@ -194,3 +206,31 @@ def make_transform(mode: str, frame_hw: tuple[int, int], input_hw: tuple[int, in
     if mode == "letterbox":
         return letterbox_transform(frame_hw, input_hw)
     raise ValueError(f"resize mode {mode!r} is not one of {RESIZE_MODES}")
+
+
+# --- decoded results (normalized model-input coordinates) -> normalized frame coordinates -----
+
+
+def detections_to_frame(dets: Sequence[Detection], transform: Transform) -> tuple[Detection, ...]:
+    """Detections with their boxes mapped from the model input onto the frame."""
+    if not dets:
+        return ()
+    boxes = transform.boxes_to_frame(np.array([d.box for d in dets], dtype=np.float64))
+    return tuple(
+        dataclasses.replace(d, box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+        for d, b in zip(dets, boxes.tolist(), strict=True)
+    )
+
+
+def pose_to_frame(pose: Pose, transform: Transform) -> Pose:
+    """A pose with its keypoints and box mapped from the model input onto the frame."""
+    xy = transform.points_to_frame(np.array([(k.x, k.y) for k in pose.keypoints], dtype=np.float64))
+    kps = tuple(
+        Keypoint(float(x), float(y), k.score)
+        for (x, y), k in zip(xy.tolist(), pose.keypoints, strict=True)
+    )
+    box = None
+    if pose.box is not None:
+        b = transform.boxes_to_frame(np.array([pose.box], dtype=np.float64))[0]
+        box = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+    return Pose(kps, pose.score, box)

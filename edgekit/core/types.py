@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,7 +35,67 @@ COCO_KEYPOINT_NAMES: tuple[str, ...] = (
     "right_ankle",
 )
 
+#: The 80 COCO detection classes, in the order YOLO-format COCO datasets number them (0..79).
+COCO80_NAMES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+
+#: The original COCO category id (1..90, with gaps) of each of the 80 classes above.
+COCO80_CATEGORY_IDS: tuple[int, ...] = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
+    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90,
+)  # fmt: skip
+
 TASKS = ("detect", "pose", "classify")
+
+#: The timed stages of a frame's route, in the order they happen. Each name has one meaning
+#: wherever it appears (milliseconds: ``FrameResult.timings``, the loop's and the bench's
+#: statistics, JSON lines, the preview); a report shows the ones it measured, in this order.
+#:
+#: - ``capture``: the source producing the frame (read + decode + colour conversion);
+#: - ``wait``: from the frame being captured to the step starting on it (the loop's queues);
+#: - ``preprocess``: resize/letterbox + quantize into the input tensor;
+#: - ``invoke``: the interpreter;
+#: - ``postprocess``: dequantize + decode + map the results to the frame;
+#: - ``track``: the tracker (``--track``);
+#: - ``step``: the whole ``step(frame)`` call (preprocess + invoke + postprocess [+ track]);
+#: - ``total``: a result's latency, from the frame in hand to its result being ready: in the
+#:   loop from the start of the frame's capture (capture + wait + step), in ``edgekit bench``
+#:   (a frame already in memory, run back to back) preprocess + invoke + postprocess;
+#: - ``render``: drawing the overlay, once for the sinks that show it (the loop);
+#: - ``write``: handing the result to every sink (the loop).
+STAGES: tuple[str, ...] = (
+    "capture",
+    "wait",
+    "preprocess",
+    "invoke",
+    "postprocess",
+    "track",
+    "step",
+    "total",
+    "render",
+    "write",
+)
+
+
+def pick_stages(*names: str) -> tuple[str, ...]:
+    """``names`` in :data:`STAGES` order (what a report shows); ``ValueError`` for a name that
+    is not a stage."""
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ValueError(f"not stages: {unknown} (the stages are {', '.join(STAGES)})")
+    return tuple(s for s in STAGES if s in names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +174,32 @@ class FrameResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@runtime_checkable
+class Sink(Protocol):
+    """Where the loop hands each result (:func:`edgekit.loop.run`).
+
+    - ``name``: which output it is (``"jsonl out.jsonl"``), in warnings and the run's summary;
+    - ``wants_image``: True for a sink that shows the annotated frame; the loop draws it once
+      per frame for all of them and passes it as ``image`` (None for the others);
+    - ``stop_requested``: set by the sink when the user asks to stop (a window closed); the
+      loop stops after the frame;
+    - ``write(result, image)``: an ``OSError`` or :class:`~edgekit.errors.SinkError` disables
+      the sink (see :func:`edgekit.loop.run`);
+    - ``close()``: flush and release; called once, when the run ends.
+
+    :class:`edgekit.io.sinks.BaseSink` implements all of it; the loop also takes an object with
+    ``write(result)`` and ``close()`` only (the rest then default: its repr, False, False).
+    """
+
+    name: str
+    wants_image: bool
+    stop_requested: bool
+
+    def write(self, result: FrameResult, image: np.ndarray | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def to_pixels(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
     """Normalized xyxy -> pixel xyxy of a ``width`` x ``height`` frame."""
     x0, y0, x1, y1 = box
@@ -125,10 +211,8 @@ class ModelSpec:
     """What a model is and how to feed and decode it. Embedded in edgekit exports (JSON).
 
     - ``task``: "detect" | "pose" | "classify".
-    - ``decoder``: which runtime decoder reads the outputs: "ssd_postprocess" (TFLite_Detection_PostProcess
-      outputs), "ssd_raw" (box encodings + class logits + anchors in ``decoder_params``),
-      "yolo" (``[1, 4+C, N]``), "yolo_nms" (builtin NMS inside the model), "movenet" (``[1,1,17,3]``),
-      "posenet" (heatmaps + short/mid offsets), "classify" (``[1, N]``).
+    - ``decoder``: which runtime decoder reads the outputs: a key of the one table of them,
+      :data:`edgekit.runtime.decoders.DECODERS` (e.g. "ssd_postprocess", "yolo", "movenet").
     - ``input_size``: (height, width) of the model input.
     - ``input_dtype``: "uint8" | "int8" | "float32".
     - ``normalization``: (mean, std) per channel applied to 0..255 RGB before quantization,

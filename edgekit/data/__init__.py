@@ -4,18 +4,11 @@ split, and (``edgekit.data.pipeline``, TensorFlow) the ``tf.data`` input pipelin
 
 Everything importable from here is numpy/standard library only (no TensorFlow)."""
 
+from edgekit.core.types import COCO80_CATEGORY_IDS, COCO80_NAMES
 from edgekit.data.check import CheckReport, check_dataset
 from edgekit.data.coco import read_coco, to_coco_json, write_coco_json
-from edgekit.data.dataset import (
-    COCO80_CATEGORY_IDS,
-    COCO80_NAMES,
-    Dataset,
-    ImageRecord,
-    Problem,
-    Problems,
-    detect_format,
-    read_dataset,
-)
+from edgekit.data.dataset import Dataset, ImageRecord, Problem, Problems
+from edgekit.data.load import detect_format, load_dataset, read_dataset
 from edgekit.data.split import split_dataset
 from edgekit.data.voc import VOC_NAMES, read_voc
 from edgekit.data.yolo_txt import read_yolo, write_yolo
@@ -31,6 +24,7 @@ __all__ = [
     "Problems",
     "check_dataset",
     "detect_format",
+    "load_dataset",
     "read_coco",
     "read_dataset",
     "read_voc",

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.data.dataset import Dataset, ImageRecord, Problem, Problems, display_path, read_dataset
+from edgekit.data.dataset import Dataset, ImageRecord, Problem, Problems, display_path
+from edgekit.data.load import read_dataset
 
 __all__ = ["CheckReport", "check_dataset", "decode_image_size"]
 

@@ -14,47 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.core.types import COCO80_CATEGORY_IDS, COCO80_NAMES
 from edgekit.errors import DatasetError
 
 __all__ = [
-    "COCO80_CATEGORY_IDS",
-    "COCO80_NAMES",
-    "FORMATS",
-    "IMAGE_SUFFIXES",
     "Dataset",
     "ImageRecord",
     "Problem",
     "Problems",
-    "detect_format",
     "display_path",
-    "read_dataset",
-    "read_image_size",
+    "empty_record",
+    "stable_image_ids",
 ]
-
-FORMATS = ("coco", "yolo", "voc")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-#: The 80 COCO detection classes, in the order YOLO-format COCO datasets number them (0..79).
-COCO80_NAMES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
-)  # fmt: skip
-
-#: The original COCO category id (1..90, with gaps) of each of the 80 classes above.
-COCO80_CATEGORY_IDS: tuple[int, ...] = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
-    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
-    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
-    85, 86, 87, 88, 89, 90,
-)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,51 +239,6 @@ class Dataset:
 # --------------------------------------------------------------------------------------------
 # Helpers shared by the readers
 # --------------------------------------------------------------------------------------------
-def read_image_size(path: Path | str) -> tuple[int, int]:
-    """(width, height) from the image header (PIL, else a full OpenCV decode).
-
-    Raises :class:`DatasetError` when the file is missing or cannot be read as an image.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"{p}: image file not found")
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - PIL comes with matplotlib
-        Image = None
-    if Image is not None:
-        try:
-            with Image.open(p) as im:
-                w, h = im.size
-            return int(w), int(h)
-        except Exception as exc:
-            raise DatasetError(f"{p}: cannot read image ({exc})") from None
-    import cv2
-
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DatasetError(f"{p}: cannot read image")
-    return int(img.shape[1]), int(img.shape[0])
-
-
-def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image file as RGB uint8 (``DatasetError`` naming the file if OpenCV cannot read it)."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetError(f"{path}: cannot read image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted by relative path."""
-    return sorted(
-        (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-        key=lambda p: p.relative_to(folder).as_posix(),
-    )
-
-
 def empty_record(
     path: Path, width: int, height: int, image_id: int, num_keypoints: int | None
 ) -> ImageRecord:
@@ -336,83 +262,3 @@ def stable_image_ids(paths: Sequence[Path]) -> list[int]:
     if stems and all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems):
         return [int(s) for s in stems]
     return list(range(1, len(paths) + 1))
-
-
-# --------------------------------------------------------------------------------------------
-# Format detection and one entry point
-# --------------------------------------------------------------------------------------------
-def detect_format(path: Path | str) -> str:
-    """Guess the format from the layout: a ``.json`` file or a folder with an annotations JSON ->
-    "coco"; a ``.yaml`` file, a folder with ``data.yaml`` or ``labels/`` -> "yolo"; a folder with
-    ``Annotations/`` -> "voc". Raises :class:`DatasetError` when nothing matches."""
-    p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"{p}: no such file or folder")
-    if p.is_file():
-        if p.suffix.lower() == ".json":
-            return "coco"
-        if p.suffix.lower() in (".yaml", ".yml"):
-            return "yolo"
-        if p.suffix.lower() == ".xml":
-            return "voc"
-        raise DatasetError(
-            f"{p}: cannot tell the dataset format from this file (expected .json, .yaml or a folder)"
-        )
-    if (p / "Annotations").is_dir():
-        return "voc"
-    if (
-        any((p / n).is_file() for n in ("data.yaml", "data.yml", "dataset.yaml"))
-        or (p / "labels").is_dir()
-    ):
-        return "yolo"
-    if _find_coco_json(p) is not None:
-        return "coco"
-    raise DatasetError(
-        f"{p}: cannot tell the dataset format: expected Annotations/ (VOC), data.yaml or labels/ "
-        "(YOLO), or a COCO annotations .json",
-        hint="pass --format",
-    )
-
-
-def _find_coco_json(folder: Path) -> Path | None:
-    candidates = sorted(folder.glob("*.json")) + sorted((folder / "annotations").glob("*.json"))
-    preferred = [c for c in candidates if c.stem.startswith(("instances", "person_keypoints"))]
-    chosen = preferred or candidates
-    return chosen[0] if len(chosen) >= 1 else None
-
-
-def read_dataset(
-    path: Path | str,
-    format: str = "auto",
-    *,
-    problems: Problems | None = None,
-    split: str | None = None,
-    names: Sequence[str] | None = None,
-) -> Dataset:
-    """Read a COCO, YOLO or VOC dataset into a :class:`Dataset` (``format="auto"`` detects it).
-
-    ``problems``: where to collect problems (``Problems(strict=False)`` keeps going after errors);
-    by default the first error raises :class:`DatasetError`. ``split`` picks "train"/"val" of a
-    YOLO ``data.yaml`` or a VOC ``ImageSets/Main/<split>.txt``. ``names`` gives class names to a
-    bare YOLO folder or fixes the class order of a VOC dataset.
-    """
-    p = Path(path)
-    fmt = detect_format(p) if format == "auto" else format
-    if fmt not in FORMATS:
-        raise DatasetError(f"unknown dataset format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if fmt == "coco":
-        from edgekit.data.coco import read_coco
-
-        if p.is_dir():
-            found = _find_coco_json(p)
-            if found is None:
-                raise DatasetError(f"{p}: no COCO annotations .json found here or in annotations/")
-            p = found
-        return read_coco(p, problems=problems)
-    if fmt == "yolo":
-        from edgekit.data.yolo_txt import read_yolo
-
-        return read_yolo(p, split=split, names=names, problems=problems)
-    from edgekit.data.voc import read_voc
-
-    return read_voc(p, split=split, class_names=names, problems=problems)

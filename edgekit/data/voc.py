@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.data.dataset import Dataset, ImageRecord, Problems, display_path, read_image_size
+from edgekit.data.dataset import Dataset, ImageRecord, Problems, display_path
+from edgekit.data.images import read_image_size
 from edgekit.errors import DatasetError
 
 __all__ = ["VOC_NAMES", "read_voc"]

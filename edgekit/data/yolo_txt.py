@@ -14,18 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.core.types import COCO_KEYPOINT_NAMES
+from edgekit.core.types import COCO80_NAMES, COCO_KEYPOINT_NAMES
 from edgekit.data.dataset import (
-    COCO80_NAMES,
-    IMAGE_SUFFIXES,
     Dataset,
     ImageRecord,
     Problems,
     display_path,
-    list_images,
-    read_image_size,
     stable_image_ids,
 )
+from edgekit.data.images import IMAGE_SUFFIXES, list_images, read_image_size
 from edgekit.errors import DatasetError
 
 __all__ = ["format_yolo_lines", "label_path_for", "read_yolo", "write_yolo"]

@@ -4,19 +4,13 @@ score it with standard metrics: COCO box mAP and OKS AP through faster-coco-eval
 ``evaluate_model(EvalConfig(model=..., data=...))`` is what ``edgekit eval`` calls.
 """
 
-from edgekit.eval.classify import (
-    ClassifyMetrics,
-    evaluate_classes,
-    read_image_folder,
-    topk_accuracy,
-)
+from edgekit.eval.classify import ClassifyMetrics, evaluate_classes, topk_accuracy
 from edgekit.eval.detection import COCO90_TO_80, ClassMap, DetectionMetrics, evaluate_detections
 from edgekit.eval.pose import PoseMetrics, evaluate_poses, pck_per_instance
-from edgekit.eval.predict import (
+from edgekit.eval.run import (
     EvalConfig,
     EvalResult,
     evaluate_model,
-    load_eval_dataset,
     load_model,
 )
 
@@ -32,9 +26,7 @@ __all__ = [
     "evaluate_detections",
     "evaluate_model",
     "evaluate_poses",
-    "load_eval_dataset",
     "load_model",
     "pck_per_instance",
-    "read_image_folder",
     "topk_accuracy",
 ]

@@ -1,15 +1,10 @@
-"""Classification metrics (top-1 / top-5 accuracy) and the image-folder dataset they read.
-
-An image-folder dataset is ``ROOT/<class name>/<image>``; it becomes an ordinary
-:class:`edgekit.data.Dataset` with one whole-image box per image whose class is the folder, so
-splitting and the rest of the evaluation treat it like any other dataset.
-"""
+"""Classification metrics (top-1 / top-5 accuracy) over an image-folder dataset
+(:func:`edgekit.data.images.read_image_folder`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +14,6 @@ from edgekit.errors import DatasetError
 __all__ = [
     "ClassifyMetrics",
     "evaluate_classes",
-    "is_image_folder",
-    "read_image_folder",
     "topk_accuracy",
 ]
 
@@ -82,55 +75,3 @@ def evaluate_classes(
                 "images": int(sel.sum()),
             }
     return ClassifyMetrics(metrics, per_class)
-
-
-def _class_folders(root: Path) -> list[Path]:
-    from edgekit.data.dataset import IMAGE_SUFFIXES
-
-    return sorted(
-        d
-        for d in root.iterdir()
-        if d.is_dir()
-        and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir() if p.is_file())
-    )
-
-
-def is_image_folder(path: Path | str) -> bool:
-    """True for a folder whose subfolders hold images (and that has no ``images``/``labels``)."""
-    p = Path(path)
-    if not p.is_dir() or (p / "labels").is_dir() or (p / "Annotations").is_dir():
-        return False
-    return bool(_class_folders(p))
-
-
-def read_image_folder(path: Path | str) -> Any:
-    """Read ``ROOT/<class>/<image>`` into a Dataset (classes sorted by folder name)."""
-    from edgekit.data.dataset import IMAGE_SUFFIXES, Dataset, ImageRecord, read_image_size
-
-    root = Path(path)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder of class subfolders")
-    folders = _class_folders(root)
-    if not folders:
-        raise DatasetError(
-            f"{root}: no class subfolders with images (expected ROOT/<class>/<image>)"
-        )
-    records = []
-    for c, folder in enumerate(folders):
-        for img in sorted(
-            p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        ):
-            w, h = read_image_size(img)
-            records.append(
-                ImageRecord(
-                    img,
-                    w,
-                    h,
-                    np.array([[0.0, 0.0, 1.0, 1.0]], np.float32),
-                    np.array([c]),
-                    image_id=len(records) + 1,
-                )
-            )
-    return Dataset(
-        tuple(records), tuple(d.name for d in folders), source_format="folder", root=root
-    )

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.types import Detection
-from edgekit.data.dataset import COCO80_CATEGORY_IDS
+from edgekit.core.types import COCO80_CATEGORY_IDS, Detection
 from edgekit.errors import DependencyMissing, UsageError
 
 __all__ = [

@@ -303,7 +303,7 @@ def load_explainable(
     if suffix in (".keras", ".h5"):
         if not p.is_file():
             raise ModelLoadError(f"{p}: model file not found")
-        from edgekit.eval.predict import load_keras
+        from edgekit.eval.run import load_keras
 
         return load_keras(p, arch=arch, labels=labels)
     if p.exists():
@@ -316,15 +316,12 @@ def load_explainable(
             hint="see edgekit models list",
         )
     _keras()
-    from edgekit.eval.predict import KerasInterpreter
-    from edgekit.runtime.interpreter import BackendInfo
-    from edgekit.runtime.model import Model
+    from edgekit.zoo.keras_runtime import runtime_model
     from edgekit.zoo.registry import get_entry
 
     entry = get_entry(str(model))
     km = entry.create(input_size=input_size)
-    spec = entry.spec(km, tuple(labels))
-    return Model(KerasInterpreter(km), spec, backend=BackendInfo("keras", 1))
+    return runtime_model(km, entry.spec(km, tuple(labels)))
 
 
 def _keras_model(model: Any) -> Any:
@@ -585,15 +582,15 @@ def _explain_detector(
 
 def read_image(path: Path) -> np.ndarray:
     """An image file -> RGB uint8; ``SourceError`` when missing or unreadable."""
-    import cv2
+    from edgekit.data.images import decode_rgb
 
     p = Path(path)
     if not p.is_file():
         raise SourceError(f"{p}: image not found")
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    img = decode_rgb(p)
     if img is None:
         raise SourceError(f"{p}: cannot read image (not an image OpenCV can decode)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def explain(config: ExplainConfig) -> Explanation:

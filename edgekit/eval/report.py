@@ -1,4 +1,4 @@
-"""Presenting an :class:`~edgekit.eval.predict.EvalResult`: rich tables, JSON, a PR-curve plot."""
+"""Presenting an :class:`~edgekit.eval.run.EvalResult`: rich tables, JSON, a PR-curve plot."""
 
 from __future__ import annotations
 

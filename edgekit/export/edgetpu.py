@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import DependencyMissing, ExportError
-from edgekit.runtime.flatbuffer import (
+from edgekit.core.flatbuffer import (
     EDGETPU_CUSTOM_OP,
     OperatorInfo,
     SubgraphInfo,
@@ -32,6 +31,7 @@ from edgekit.runtime.flatbuffer import (
     TFLiteGraph,
     read_tflite,
 )
+from edgekit.errors import DependencyMissing, ExportError
 
 INSTALL_HINT = (
     "edgetpu_compiler is x86-64 Linux only, from Coral's apt repository: "

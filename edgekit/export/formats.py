@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from edgekit.core.flatbuffer import QUANTIZED_DTYPES, TFLiteGraph
 from edgekit.errors import ExportError, UsageError
-from edgekit.runtime.flatbuffer import QUANTIZED_DTYPES, TFLiteGraph
 
 # Ops that legitimately stay float in an otherwise integer model: post-processing that has
 # no integer kernel (the "CPU tail") and the converter's (de)quantize boundary ops.

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from edgekit import __version__
 from edgekit.core.artifact import atomic_write_bytes, embed, read_embedded
+from edgekit.core.flatbuffer import TFLiteGraph, io_vector_offsets, read_tflite
 from edgekit.core.types import ModelSpec
 from edgekit.errors import ExportError
-from edgekit.runtime.flatbuffer import TFLiteGraph, io_vector_offsets, read_tflite
 
 
 def finalize_spec(

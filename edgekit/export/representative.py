@@ -10,49 +10,19 @@ so calibration sees the same value ranges as inference. numpy + OpenCV only.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.core.types import ModelSpec
-from edgekit.data.dataset import read_rgb
+from edgekit.data.images import IMAGE_SUFFIXES, read_rgb
+from edgekit.data.images import list_images as image_files
 from edgekit.errors import DatasetError
+from edgekit.io.sources import sample_images
 from edgekit.runtime.preprocess import Preprocessor, input_lut
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LETTERBOX_FILL = 114
-
-
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def sample_photos() -> list[Path]:
-    """Real photos shipped inside installed wheels (possibly empty)."""
-    found: list[Path] = []
-    mpl = _package_dir("matplotlib")
-    if mpl is not None:
-        p = mpl / "mpl-data" / "sample_data" / "grace_hopper.jpg"
-        if p.is_file():
-            found.append(p)
-    sk = _package_dir("skimage")
-    if sk is not None:
-        for name in (
-            "astronaut.png",
-            "chelsea.png",
-            "coffee.png",
-            "motorcycle_left.png",
-            "rocket.jpg",
-        ):
-            p = sk / "data" / name
-            if p.is_file():
-                found.append(p)
-    return found
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -60,7 +30,7 @@ def list_images(folder: str | Path) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"calibration folder {root} does not exist or is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(root)
     if not files:
         raise DatasetError(
             f"calibration folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)})"
@@ -110,7 +80,7 @@ def representative_samples(
     if n < 1:
         raise ValueError(f"need at least one calibration sample, got {n}")
     if images is None:
-        images = list_images(calib_dir) if calib_dir is not None else sample_photos()
+        images = list_images(calib_dir) if calib_dir is not None else sample_images()
     paths = [Path(p) for p in images]
     if not paths:
         raise DatasetError(

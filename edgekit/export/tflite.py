@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.flatbuffer import read_tflite
 from edgekit.core.types import ModelSpec
-from edgekit.errors import DependencyMissing, ExportError, UsageError
+from edgekit.errors import DependencyMissing, ExportError, ModelLoadError, UsageError
 from edgekit.export.edgetpu import INSTALL_HINT, CompileResult, check_edgetpu, compile_edgetpu
 from edgekit.export.formats import ExportFormat, ExportOptions, get_format, validate
 from edgekit.export.metadata import finalize_spec, order_outputs_by_signature, write_artifact
 from edgekit.export.nms import NMSConfig, nms_serving_fn, ssd_output_positions
 from edgekit.export.representative import representative_samples
-from edgekit.runtime.flatbuffer import read_tflite
 
 Progress = Callable[[int, int], None]  # (samples done, total)
 
@@ -272,12 +272,13 @@ def load_source(
 ) -> tuple[Any, ModelSpec]:
     """A Keras model and its spec from a registry name (untrained weights) or a ``.keras`` file.
 
-    A ``.keras`` checkpoint needs its spec: ``spec``, or a ``<file>.spec.json`` next to it
-    (what edgekit training writes), or the registry entry named by the model's name.
+    A ``.keras`` checkpoint needs its spec: ``spec``, or the one rule of
+    :func:`edgekit.zoo.checkpoint.checkpoint_model_spec` (a ``<file>.spec.json`` next to it,
+    what edgekit training writes, else the zoo entry its model's name starts with).
     """
     path = Path(source)
     if source.endswith(".keras") or path.is_file():
-        return _load_checkpoint(path, spec=spec, input_size=input_size)
+        return _load_checkpoint(path, spec=spec)
     from edgekit.zoo import registry
 
     entry = registry.get_entry(source)  # UsageError listing the known names
@@ -285,32 +286,15 @@ def load_source(
     return model, spec or entry.spec(model)
 
 
-def _load_checkpoint(
-    path: Path, *, spec: ModelSpec | None, input_size: Any
-) -> tuple[Any, ModelSpec]:
+def _load_checkpoint(path: Path, *, spec: ModelSpec | None) -> tuple[Any, ModelSpec]:
+    """The checkpoint's model and spec by the one rule of :mod:`edgekit.zoo.checkpoint` (its
+    failures to load are export errors here)."""
     if not path.is_file():
         raise UsageError(f"{path}: no such model file")
-    from edgekit.zoo.saving import load_keras_model
+    from edgekit.zoo.checkpoint import checkpoint_model_spec, load_checkpoint_model
 
     try:
-        model = load_keras_model(path)
-    except Exception as exc:
-        raise ExportError(f"{path}: cannot load Keras model ({exc})") from exc
-    if spec is None:
-        side = path.with_suffix(".spec.json")
-        if side.is_file():
-            try:
-                spec = ModelSpec.from_json(side.read_text(encoding="utf-8"))
-            except ValueError as exc:
-                raise ExportError(f"{side}: {exc}") from None
-    if spec is None:
-        from edgekit.zoo import registry
-
-        try:
-            entry = registry.get_entry(model.name)
-        except UsageError:
-            raise UsageError(
-                f"{path}: no spec found (write {path.with_suffix('.spec.json').name} next to it)"
-            ) from None
-        spec = entry.spec(model)
-    return model, spec
+        model = load_checkpoint_model(path)
+        return model, spec or checkpoint_model_spec(path, model)
+    except ModelLoadError as exc:
+        raise ExportError(exc.args[0], hint=exc.hint) from exc

@@ -1,10 +1,11 @@
 """Frame sources, result sinks and the overlay: the edges where pixels enter and leave."""
 
+from edgekit.core.types import Sink
+from edgekit.io.base import Source
 from edgekit.io.overlay import draw
 from edgekit.io.sinks import (
     ConsoleSink,
     JsonlSink,
-    Sink,
     VideoSink,
     WindowSink,
     gui_available,
@@ -13,7 +14,6 @@ from edgekit.io.sinks import (
 from edgekit.io.sources import (
     ImageSource,
     LoresSource,
-    Source,
     VideoSource,
     open_source,
     picamera2_available,

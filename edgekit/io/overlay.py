@@ -10,7 +10,14 @@ import cv2
 import numpy as np
 
 from edgekit.core.keypoints import COCO_SKELETON
-from edgekit.core.types import Classification, Detection, FrameResult, Pose, to_pixels
+from edgekit.core.types import (
+    Classification,
+    Detection,
+    FrameResult,
+    Pose,
+    pick_stages,
+    to_pixels,
+)
 
 # A fixed, high-contrast RGB palette; class id i uses PALETTE[i % len(PALETTE)].
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -37,6 +44,8 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 KEYPOINT_THRESHOLD = 0.2
+#: The stages the status line shows (core.types.STAGES has what each means).
+STATUS_STAGES = pick_stages("invoke", "total")
 
 
 def color_for(class_id: int) -> tuple[int, int, int]:
@@ -135,7 +144,7 @@ def draw_classes(image: np.ndarray, classes: Sequence[Classification], *, top: i
 
 def status_text(result: FrameResult, fps: float | None = None) -> str:
     """``"invoke 25.1 ms | total 31.0 ms | 29.8 fps"`` from whatever is known."""
-    parts = [f"{k} {result.timings[k]:.1f} ms" for k in ("invoke", "total") if k in result.timings]
+    parts = [f"{k} {result.timings[k]:.1f} ms" for k in STATUS_STAGES if k in result.timings]
     if fps is not None:
         parts.append(f"{fps:.1f} fps")
     return " | ".join(parts)

@@ -13,6 +13,7 @@ Y, U, V = I420, shape ``(h * 3 // 2, w)``) on a Pi 4 and earlier. It is converte
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 
 from edgekit.core.types import Frame
 from edgekit.errors import SourceError
-from edgekit.io.sources import BaseSource
+from edgekit.io.base import BaseSource
 
 
 def _import_picamera2() -> Callable[[int], Any]:
@@ -50,11 +51,31 @@ def picamera_to_rgb(array: np.ndarray, fmt: str) -> np.ndarray:
     raise SourceError(f"picamera2 format {fmt} is not supported (use RGB888 / YUV420)")
 
 
+def lores_size_for(
+    size: tuple[int, int], resized_hw: Callable[[tuple[int, int]], tuple[int, int]]
+) -> tuple[int, int]:
+    """The low-resolution stream (width, height) for a main stream of ``size`` (width, height)
+    and a model whose resize rule is ``resized_hw`` (``Preprocessor.resized_hw``): the main view
+    scaled, aspect kept (the ISP scales one crop into both streams), just large enough to hold
+    what the model resizes a main frame to (exactly that for a letterboxing model whose resized
+    size is even), even sides (YUV420), never larger than the main stream."""
+    w, h = (int(v) for v in size)
+    rh, rw = resized_hw((h, w))
+    scale = min(1.0, max(rw / w, rh / h))
+
+    def even(v: float, most: int) -> int:
+        return max(2, min(most - most % 2, 2 * math.ceil(round(v, 6) / 2)))
+
+    return even(w * scale, w), even(h * scale, h)
+
+
 class Picamera2Source(BaseSource):
     """A Raspberry Pi camera. ``Frame.image`` is the main stream (RGB, ``size``);
     ``Frame.lores`` is the low-resolution stream (RGB, ``lores_size``) for the model, or ``None``
     when ``lores_size`` is ``None``. Keep both sizes at the same aspect ratio: the ISP scales the
     same crop into both, so normalized results map from lores onto main unchanged.
+    ``lores_for`` (a loaded model's ``Preprocessor.resized_hw``) sizes the low-resolution
+    stream for that model instead (:func:`lores_size_for`).
 
     ``picamera2_factory`` replaces the ``Picamera2`` class (tests inject a fake here).
     """
@@ -71,8 +92,11 @@ class Picamera2Source(BaseSource):
         lores_format: str = "YUV420",
         buffer_count: int | None = None,
         picamera2_factory: Callable[[int], Any] | None = None,
+        lores_for: Callable[[tuple[int, int]], tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
+        if lores_for is not None:
+            lores_size = lores_size_for(size, lores_for)
         factory = picamera2_factory or _import_picamera2()
         self.name = f"picamera2 {camera_num}"
         self._main_format = main_format

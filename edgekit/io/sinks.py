@@ -1,11 +1,13 @@
 """Where results go: a window, an annotated video file, JSON lines, a console summary.
 
-A sink has ``write(result)`` and ``close()`` (idempotent) and is a context manager. Sinks that
-show the annotated frame (:class:`VideoSink`, :class:`WindowSink`) set ``wants_image = True`` and
-accept ``write(result, image)``, so the loop draws each frame once for all of them; called with
-``write(result)`` they draw it themselves. A sink sets ``stop_requested`` when the user asks to
-stop (a window closed, ``q`` pressed); the loop polls it. ``name`` says which output it is
-(``"jsonl out.jsonl"``) in warnings and in the run's summary.
+Every sink here implements :class:`~edgekit.core.types.Sink` through :class:`BaseSink`:
+``write(result, image=None)``, ``close()`` (idempotent), a context manager. Sinks that show the
+annotated frame (:class:`VideoSink`, :class:`WindowSink`) set ``wants_image = True``: the loop
+draws each frame once for all of them and passes the image (written outside a loop, with
+``write(result)`` alone, they get :func:`~edgekit.io.overlay.render`'s drawing, what the loop
+draws by default). A sink sets ``stop_requested`` when the user asks to stop (a window closed,
+``q`` pressed); the loop polls it. ``name`` says which output it is (``"jsonl out.jsonl"``) in
+warnings and in the run's summary.
 
 A file output is opened (or, for a video, checked writable) when the sink is made, so an
 output that cannot be written fails before anything runs; a write that fails later raises
@@ -24,17 +26,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any
 
 import cv2
 import numpy as np
 
-from edgekit.core.types import FrameResult, to_pixels
+from edgekit.core.types import FrameResult, pick_stages, to_pixels
 from edgekit.errors import SinkError
 from edgekit.io import overlay
+from edgekit.io.base import Closing
 
-TIMING_KEYS = ("capture", "preprocess", "invoke", "postprocess", "total")
+#: The stages a JSON line carries (core.types.STAGES has what each means).
+JSONL_STAGES = pick_stages("capture", "preprocess", "invoke", "postprocess", "total")
 
 # Video container -> FourCC that opencv-python's FFmpeg build can encode (avc1 cannot).
 FOURCC_BY_SUFFIX: dict[str, str] = {
@@ -44,13 +47,6 @@ FOURCC_BY_SUFFIX: dict[str, str] = {
     ".avi": "MJPG",
     ".mkv": "XVID",
 }
-
-
-@runtime_checkable
-class Sink(Protocol):
-    def write(self, result: FrameResult) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def _round(value: float, digits: int) -> float | None:
@@ -107,13 +103,14 @@ def result_to_json(result: FrameResult) -> dict[str, Any]:
             for c in result.classes
         ]
     out["timings_ms"] = {
-        k: _round(result.timings[k], 3) for k in TIMING_KEYS if k in result.timings
+        k: _round(result.timings[k], 3) for k in JSONL_STAGES if k in result.timings
     }
     return out
 
 
-class BaseSink:
-    """Context manager plumbing and an idempotent ``close``."""
+class BaseSink(Closing):
+    """The :class:`~edgekit.core.types.Sink` protocol with its defaults, context manager
+    plumbing and an idempotent ``close``."""
 
     wants_image = False
     stop_requested = False
@@ -126,17 +123,6 @@ class BaseSink:
     def __init__(self) -> None:
         self._closed = False
 
-    def __enter__(self) -> BaseSink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
         if self._closed:
             raise SinkError(f"{self!r} is closed")
@@ -144,6 +130,12 @@ class BaseSink:
 
     def _write(self, result: FrameResult, image: np.ndarray | None) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _image(result: FrameResult, image: np.ndarray | None) -> np.ndarray:
+        """The annotated frame: the loop's ``image``, or (written outside a loop) the drawing
+        the loop makes by default."""
+        return image if image is not None else overlay.render(result)
 
     def close(self) -> None:
         if not self._closed:
@@ -200,9 +192,6 @@ class JsonlSink(BaseSink):
         return f"JsonlSink({str(self.path)!r})"
 
 
-Renderer = Callable[[FrameResult], np.ndarray]
-
-
 def _check_writable(path: Path, what: str) -> None:
     """Raise :class:`SinkError` naming ``path`` and the reason when it cannot be opened for
     writing (a folder, a read-only file system, no permission). Opens it for appending, so an
@@ -232,7 +221,6 @@ class VideoSink(BaseSink):
         *,
         fps: float | None = None,
         fourcc: str | None = None,
-        render: Renderer = overlay.render,
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -252,7 +240,6 @@ class VideoSink(BaseSink):
         _check_writable(self.path, "video")
         self.fourcc = fourcc
         self.fps = float(fps) if fps and fps > 0 else 30.0
-        self._render = render
         self._writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None  # (width, height)
         self.frames = 0
@@ -274,8 +261,7 @@ class VideoSink(BaseSink):
         self._writer, self.size = writer, (width, height)
 
     def _write(self, result: FrameResult, image: np.ndarray | None) -> None:
-        if image is None:
-            image = self._render(result)
+        image = self._image(result, image)
         if self._writer is None or self.size is None:
             self._open(image.shape[1], image.shape[0])
         size = self.size
@@ -310,7 +296,7 @@ class WindowSink(BaseSink):
 
     wants_image = True
 
-    def __init__(self, title: str = "edgekit", *, render: Renderer = overlay.render) -> None:
+    def __init__(self, title: str = "edgekit") -> None:
         super().__init__()
         if not gui_available():
             raise SinkError(
@@ -324,7 +310,6 @@ class WindowSink(BaseSink):
                 f"cannot open a window ({exc.msg.strip()}); is there a display?"
             ) from exc
         self.title = title
-        self._render = render
         self.stop_requested = False
 
     @property
@@ -332,8 +317,7 @@ class WindowSink(BaseSink):
         return f"window {self.title}"
 
     def _write(self, result: FrameResult, image: np.ndarray | None) -> None:
-        if image is None:
-            image = self._render(result)
+        image = self._image(result, image)
         cv2.imshow(self.title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         key = cv2.waitKey(1) & 0xFF
         closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1

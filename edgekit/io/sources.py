@@ -17,19 +17,17 @@ import importlib.util
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import cv2
 import numpy as np
 
 from edgekit.core.letterbox import make_transform
 from edgekit.core.types import Frame
+from edgekit.data.images import IMAGE_SUFFIXES, decode_rgb
 from edgekit.errors import SourceError
+from edgekit.io.base import BaseSource, Source, bgr_to_rgb
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-)
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 )
@@ -44,78 +42,6 @@ SAMPLE_PHOTOS: tuple[tuple[str, str, str], ...] = (
     ("scikit-image", "skimage", "data/motorcycle_left.png"),
     ("scikit-image", "skimage", "data/rocket.jpg"),
 )
-
-
-@runtime_checkable
-class Source(Protocol):
-    """An iterable of RGB frames that can be closed."""
-
-    name: str
-    live: bool
-
-    def __iter__(self) -> Iterator[Frame]: ...
-
-    def close(self) -> None: ...
-
-
-class BaseSource:
-    """Shared plumbing: context manager, idempotent ``close``, frame numbering."""
-
-    name: str = "source"
-    live: bool = False
-    fps: float | None = None
-
-    def __init__(self) -> None:
-        self._closed = False
-        self._next_index = 0
-
-    def __enter__(self) -> BaseSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __iter__(self) -> Iterator[Frame]:
-        return self._frames()
-
-    def _frames(self) -> Iterator[Frame]:
-        raise NotImplementedError
-
-    def _frame(
-        self, image: np.ndarray, source: str, timestamp_ns: int, lores: np.ndarray | None = None
-    ) -> Frame:
-        frame = Frame(image, self._next_index, timestamp_ns, source, lores)
-        self._next_index += 1
-        return frame
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._release()
-
-    def _release(self) -> None:
-        """Free the underlying device or file; called once by :meth:`close`."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, live={self.live})"
-
-
-def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
-    """An OpenCV image (gray, BGR or BGRA, uint8) -> contiguous RGB uint8 (H, W, 3)."""
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class VideoSource(BaseSource):
@@ -258,19 +184,27 @@ class VideoSource(BaseSource):
         self._cap.release()
 
 
+#: (height, width) of a frame -> (height, width) a model resizes it to before padding: a loaded
+#: model's own rule, :meth:`edgekit.runtime.preprocess.Preprocessor.resized_hw`.
+ResizedHW = Callable[[tuple[int, int]], tuple[int, int]]
+
+
 class LoresSource(BaseSource):
     """Wraps a source to add ``Frame.lores``: each frame resized to what a model input needs, in
     whichever thread reads the source (the loop's capture thread), as picamera2's low-resolution
     stream does on a Pi. The model's own preprocessing then has no resize left to do, so
-    inference overlaps it. ``resize_mode`` is the model's: "resize" stretches to ``input_hw``;
-    "letterbox" keeps the aspect ratio (the model pads). Frames that already have ``lores`` pass
-    through.
+    inference overlaps it. Frames that already have ``lores`` pass through.
+
+    ``size`` is the loaded model's resize rule (``model.preprocessor.resized_hw``, what the app
+    passes: the model decides its input size once), or a model input ``(height, width)`` with
+    ``resize_mode`` ("resize" stretches to it; "letterbox" keeps the aspect ratio, the model
+    pads).
     """
 
     def __init__(
         self,
         source: Source,
-        input_hw: tuple[int, int],
+        size: ResizedHW | tuple[int, int],
         *,
         resize_mode: str = "resize",
         interpolation: int = cv2.INTER_LINEAR,
@@ -282,16 +216,19 @@ class LoresSource(BaseSource):
         self.name = source.name
         self.live = source.live
         self.fps = getattr(source, "fps", None)
-        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
-        self.resize_mode = resize_mode
+        if callable(size):
+            self._resized_hw = size
+        else:
+            input_hw = (int(size[0]), int(size[1]))
+            self._resized_hw = lambda hw: make_transform(resize_mode, hw, input_hw).resized_hw
         self.interpolation = interpolation
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
 
     def lores_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         """(height, width) the model would resize a ``frame_hw`` frame to before any padding."""
         if frame_hw not in self._sizes:
-            t = make_transform(self.resize_mode, frame_hw, self.input_hw)
-            self._sizes[frame_hw] = (int(t.resized_hw[0]), int(t.resized_hw[1]))
+            h, w = self._resized_hw(frame_hw)
+            self._sizes[frame_hw] = (int(h), int(w))
         return self._sizes[frame_hw]
 
     def _frames(self) -> Iterator[Frame]:
@@ -313,11 +250,10 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"no such image: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = decode_rgb(path)
     if image is None:
         raise SourceError(f"cannot read image {path}: not an image OpenCV can decode")
-    return bgr_to_rgb(image)
+    return image
 
 
 class ImageSource(BaseSource):
@@ -394,12 +330,51 @@ def _is_glob(text: str) -> bool:
 
 
 def _images_in(paths: list[str]) -> list[Path]:
-    return sorted(Path(p) for p in paths if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(Path(p) for p in paths if Path(p).suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _probe_is_image(path: Path) -> bool:
     data = np.fromfile(str(path), dtype=np.uint8, count=64 * 1024 * 1024)
     return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_COLOR) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceOptions:
+    """What :func:`open_source` was asked besides the source itself."""
+
+    width: int | None = None
+    height: int | None = None
+    repeat: int = 1
+    live: bool | None = None
+    reconnect: bool = False
+    picamera2: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _open_picamera2(text: str, options: SourceOptions) -> BaseSource:
+    if not picamera2_available():
+        raise SourceError(
+            "picamera2 is not installed",
+            hint="on Raspberry Pi OS: sudo apt install python3-picamera2 and a venv made with "
+            "--system-site-packages",
+        )
+    from edgekit.io.picamera import Picamera2Source
+
+    return Picamera2Source(0, **options.picamera2)
+
+
+def _open_stream(text: str, options: SourceOptions) -> BaseSource:
+    live = True if options.live is None else options.live
+    return VideoSource(text, live=live, reconnect=options.reconnect)
+
+
+#: Sources named by what the user types: a name, or a URL scheme (ending in ``://``) -> how it
+#: opens (the text as typed, the other options). Camera indices, files, folders and globs are
+#: told apart by :func:`open_source` itself. A new kind of source: its module, and a row here.
+NAMED_SOURCES: dict[str, Callable[[str, SourceOptions], BaseSource]] = {
+    "sample": lambda text, options: sample_source(repeat=options.repeat),
+    "picamera2": _open_picamera2,
+    **{scheme: _open_stream for scheme in STREAM_SCHEMES},
+}
 
 
 def open_source(
@@ -411,6 +386,7 @@ def open_source(
     repeat: int = 1,
     live: bool | None = None,
     reconnect: bool = False,
+    resized_hw: ResizedHW | None = None,
     **picamera2_options: Any,
 ) -> BaseSource:
     """Open what the user named.
@@ -418,16 +394,21 @@ def open_source(
     - ``camera=True`` (index 0) or ``camera=N``: picamera2 when it is installed (a Raspberry Pi),
       otherwise OpenCV device N. ``"picamera2"`` asks for picamera2 explicitly.
     - an int or a digit string: OpenCV device index (e.g. a USB webcam).
-    - ``"sample"`` or ``None``: photos shipped inside matplotlib / scikit-image (a generated
-      test card when neither is installed).
-    - ``rtsp://``, ``http(s)://`` …: an OpenCV network stream (live).
+    - a name or URL of :data:`NAMED_SOURCES`: ``"sample"`` (or ``None``: photos shipped inside
+      matplotlib / scikit-image, a generated test card when neither is installed),
+      ``"picamera2"``, ``rtsp://``, ``http(s)://`` …: an OpenCV network stream (live).
     - an existing file: image or video, by extension, else by trying to decode it as an image.
     - a folder (its images, sorted) or a glob pattern (``"shots/*.jpg"``).
 
     ``repeat`` loops image sources; ``live`` overrides the guess (e.g. treat a file as a camera);
     ``reconnect``: a live OpenCV camera or stream that stops giving frames is opened again with
-    backoff (see :class:`VideoSource`) instead of ending; other keywords go to :class:`~edgekit.io.picamera.Picamera2Source`.
+    backoff (see :class:`VideoSource`) instead of ending; ``resized_hw``: the loaded model's
+    resize rule, which sizes a Pi camera's low-resolution stream
+    (:func:`~edgekit.io.picamera.lores_size_for`); other keywords go to
+    :class:`~edgekit.io.picamera.Picamera2Source`.
     """
+    if resized_hw is not None and "lores_size" not in picamera2_options:
+        picamera2_options["lores_for"] = resized_hw
     if camera is not None and camera is not False:
         index = 0 if camera is True else int(camera)
         if picamera2_available():
@@ -444,20 +425,11 @@ def open_source(
     text = str(source).strip()
     if text.isdigit():
         return VideoSource(int(text), width=width, height=height, live=live, reconnect=reconnect)
-    if text.lower() == "sample":
-        return sample_source(repeat=repeat)
-    if text.lower() == "picamera2":
-        if not picamera2_available():
-            raise SourceError(
-                "picamera2 is not installed",
-                hint="on Raspberry Pi OS: sudo apt install python3-picamera2 and a venv made with "
-                "--system-site-packages",
-            )
-        from edgekit.io.picamera import Picamera2Source
-
-        return Picamera2Source(0, **picamera2_options)
-    if text.lower().startswith(STREAM_SCHEMES):
-        return VideoSource(text, live=True if live is None else live, reconnect=reconnect)
+    key = text.lower()
+    for name, opener in NAMED_SOURCES.items():
+        if key == name or (name.endswith("://") and key.startswith(name)):
+            options = SourceOptions(width, height, repeat, live, reconnect, picamera2_options)
+            return opener(text, options)
     path = Path(text).expanduser()
     if path.is_dir():
         images = _images_in([str(p) for p in path.iterdir()])
@@ -466,7 +438,7 @@ def open_source(
         return ImageSource(images, name=str(path), repeat=repeat)
     if path.is_file():
         suffix = path.suffix.lower()
-        if suffix in IMAGE_EXTENSIONS or (suffix not in VIDEO_EXTENSIONS and _probe_is_image(path)):
+        if suffix in IMAGE_SUFFIXES or (suffix not in VIDEO_EXTENSIONS and _probe_is_image(path)):
             return ImageSource([path], repeat=repeat)
         return VideoSource(path, live=live)
     if _is_glob(text):

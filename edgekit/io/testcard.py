@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekit.core.types import Frame
 from edgekit.errors import SourceError
-from edgekit.io.sources import BaseSource
+from edgekit.io.base import BaseSource
 
 # The seven colour bars of a classic test card, RGB.
 _BARS = (

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekit.runtime.decoders import DECODERS
+from edgekit.runtime.decoders.common import PIXELS_0_1, PIXELS_0_255, PIXELS_PM1
+
 __all__ = [
     "FAMILY_NORMALIZATION",
     "STANDARD_DOMAINS",
@@ -33,19 +36,10 @@ __all__ = [
 
 Normalization = tuple[float, float]
 
-PIXELS_0_1: Normalization = (0.0, 255.0)
-PIXELS_PM1: Normalization = (127.5, 127.5)
-PIXELS_0_255: Normalization = (0.0, 1.0)
-
-#: Float domain of each decoder family (what its float model was trained on).
+#: Float domain of each decoder family (what its float model was trained on): each
+#: decoder's ``input_domain`` in :data:`edgekit.runtime.decoders.DECODERS`.
 FAMILY_NORMALIZATION: Mapping[str, Normalization] = {
-    "yolo": PIXELS_0_1,
-    "yolo_nms": PIXELS_0_1,
-    "ssd_postprocess": PIXELS_PM1,
-    "ssd_raw": PIXELS_PM1,
-    "posenet": PIXELS_PM1,
-    "classify": PIXELS_PM1,
-    "movenet": PIXELS_0_255,
+    name: decoder.input_domain for name, decoder in DECODERS.items()
 }
 
 #: The domains tried when the family's does not fit the quantization, in order of preference.
@@ -108,7 +102,8 @@ def input_normalization(
     ``quantization``). ``declared`` (from the model's metadata) is taken as is."""
     if declared is not None:
         return (float(declared[0]), float(declared[1]))
-    family_norm = FAMILY_NORMALIZATION.get(family, PIXELS_PM1)
+    decoder = DECODERS.get(family)
+    family_norm = decoder.input_domain if decoder is not None else PIXELS_PM1
     dtype = np.dtype(detail["dtype"])
     if dtype.kind not in "iu":
         return family_norm

@@ -21,13 +21,12 @@ import json
 import math
 import struct
 import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edgekit.core.artifact import LABELS_NAME, SPEC_NAME, parse_labels
-from edgekit.runtime.flatbuffer import TFLiteGraph, _Buf, _Table, read_tflite
+from edgekit.core.artifact import LABELS_NAME, SPEC_NAME, ZIP_ERRORS, parse_labels
+from edgekit.core.flatbuffer import TFLiteGraph, _Buf, _Table, read_tflite
 
 __all__ = [
     "MAX_LABELS",
@@ -50,15 +49,6 @@ ULTRALYTICS_TASKS = ("detect", "segment", "pose", "classify", "obb")
 # ProcessUnitOptions NormalizationOptions = 1.
 _LABEL_FILE_TYPES = (2, 3)
 _NORMALIZATION_OPTIONS = 1
-_ZIP_ERRORS = (
-    zipfile.BadZipFile,
-    zlib.error,
-    NotImplementedError,
-    EOFError,
-    ValueError,
-    OSError,
-    RuntimeError,
-)
 
 
 @dataclass(frozen=True)
@@ -298,7 +288,7 @@ def _members(data: bytes) -> tuple[dict[str, bytes], list[str]]:
     warnings: list[str] = []
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except _ZIP_ERRORS:
+    except ZIP_ERRORS:
         return {}, warnings
     out: dict[str, bytes] = {}
     with zf:
@@ -317,7 +307,7 @@ def _members(data: bytes) -> tuple[dict[str, bytes], list[str]]:
             try:
                 with zf.open(info) as fh:
                     body = fh.read(MAX_MEMBER_BYTES + 1)
-            except _ZIP_ERRORS as exc:
+            except ZIP_ERRORS as exc:
                 warnings.append(
                     f"appended file {info.filename!r} is damaged ({type(exc).__name__})"
                 )

@@ -11,6 +11,7 @@ RGB in, RGB out: no channel swap happens here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -31,12 +32,36 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype | typ
     return np.clip(q, info.min, info.max).astype(dt)
 
 
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Integer tensor values -> float32 reals; float tensors (or scale 0) pass through as float32."""
+def dequantize(
+    q: np.ndarray,
+    scale: float | Sequence[float] | np.ndarray,
+    zero_point: int | Sequence[int] | np.ndarray,
+    *,
+    axis: int = -1,
+) -> np.ndarray:
+    """Integer tensor values -> float32 reals, ``(q - zero_point) * scale``; float tensors (or
+    scale 0, TFLite's marker for a float tensor) pass through as float32.
+
+    ``scale``/``zero_point`` are numbers, or per-channel arrays applied along ``axis``.
+    """
     arr = np.asarray(q)
-    if not scale or arr.dtype.kind == "f":
+    s = np.asarray(scale, dtype=np.float64).reshape(-1)
+    z = np.asarray(zero_point, dtype=np.float64).reshape(-1)
+    if arr.dtype.kind == "f" or not s.any():
         return arr.astype(np.float32, copy=False)
-    return (arr.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    if s.size == 1 and z.size <= 1:
+        zp = np.float32(z[0]) if z.size else np.float32(0)
+        return (arr.astype(np.float32) - zp) * np.float32(s[0])
+    if arr.ndim == 0:
+        raise ValueError("per-channel quantization needs an array with a channel axis")
+    n = arr.shape[axis]
+    if s.size not in (1, n) or z.size not in (0, 1, n):
+        raise ValueError(f"per-channel scale/zero_point do not match axis {axis} of size {n}")
+    shape = [1] * arr.ndim
+    shape[axis] = -1
+    s = np.broadcast_to(s, (n,)).reshape(shape).astype(np.float32)
+    z = np.broadcast_to(z if z.size else np.zeros(1), (n,)).reshape(shape).astype(np.float32)
+    return (arr.astype(np.float32) - z) * s
 
 
 def raw_pixels_exact(
@@ -114,6 +139,13 @@ class Preprocessor:
 
     def transform(self, frame_hw: tuple[int, int]) -> Transform:
         return make_transform(self.resize_mode, frame_hw, self.input_hw)
+
+    def resized_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) this model resizes a ``frame_hw`` frame to before any padding: what
+        a camera's low-resolution stream and :class:`~edgekit.io.sources.LoresSource` deliver,
+        so that no resize is left for the inference thread."""
+        h, w = self.transform(frame_hw).resized_hw
+        return int(h), int(w)
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, Transform]:
         img = _as_rgb(image, self.channels)

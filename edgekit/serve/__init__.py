@@ -14,7 +14,7 @@ from edgekit.serve.server import (
     parse_bind,
 )
 from edgekit.serve.sink import PreviewSink, encode_jpeg
-from edgekit.serve.stats import StatsWindow
+from edgekit.serve.stats_window import StatsWindow
 
 __all__ = [
     "FrameHub",

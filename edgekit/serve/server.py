@@ -43,7 +43,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from edgekit.errors import SinkError, UsageError
 from edgekit.serve.hub import FrameHub
 from edgekit.serve.page import PAGE
-from edgekit.serve.stats import StatsWindow
+from edgekit.serve.stats_window import StatsWindow
 from edgekit.serve.stream import Broadcaster
 
 __all__ = [

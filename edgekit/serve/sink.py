@@ -16,7 +16,7 @@ from edgekit.io import overlay
 from edgekit.io.sinks import BaseSink, result_to_json
 from edgekit.serve.hub import FrameHub
 from edgekit.serve.server import DEFAULT_HOST, PreviewLimits, PreviewServer, frame_part
-from edgekit.serve.stats import StatsWindow
+from edgekit.serve.stats_window import StatsWindow
 
 __all__ = ["PreviewSink", "encode_jpeg"]
 

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from edgekit.core.artifact import atomic_write_bytes
+from edgekit.zoo.checkpoint import save_checkpoint_spec
 
 __all__ = [
     "DetectionMetrics",
@@ -227,7 +228,7 @@ class SaveModels(keras.callbacks.Callback):
         path = self.out / f"{name}.keras"
         _atomic_save(path, lambda p: model.save(p))
         spec = self.make_spec(model)
-        atomic_write(path.with_suffix(".spec.json"), spec.to_json())
+        save_checkpoint_spec(path, spec)
         atomic_write(self.out / "labels.txt", "".join(f"{lab}\n" for lab in self.labels))
         return path
 

@@ -41,7 +41,6 @@ __all__ = [
     "TrainResult",
     "backbone_layer_blocks",
     "freeze_layers",
-    "load_training_data",
     "train",
     "what_was_kept",
 ]
@@ -69,23 +68,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------- data
-def load_training_data(data: Path | str, format: str = "auto") -> Any:
-    """A Dataset from a COCO/YOLO/VOC dataset or an image-folder (``ROOT/<class>/<image>``)."""
-    from edgekit.data import read_dataset
-    from edgekit.eval.classify import is_image_folder, read_image_folder
-
-    p = Path(data)
-    if not p.exists():
-        raise DatasetError(f"{p}: no such dataset file or folder")
-    if format == "folder" or (format == "auto" and is_image_folder(p)):
-        ds = read_image_folder(p)
-    else:
-        ds = read_dataset(p, format)
-    if len(ds) == 0:
-        raise DatasetError(f"{p}: the dataset has no images")
-    return ds
-
-
 # ----------------------------------------------------------------------------------- freezing
 def backbone_layer_blocks(entry: Any, input_size: tuple[int, int]) -> dict[str, int]:
     """Backbone layer name -> block number (the number in the zoo's names: ``block_3_*``,
@@ -267,6 +249,7 @@ def train(
     from edgekit.data import split_dataset
     from edgekit.data.augment import AugmentConfig
     from edgekit.data.encode import make_encode_fn
+    from edgekit.data.load import load_dataset
     from edgekit.data.pipeline import PipelineConfig, make_pipeline
     from edgekit.train import callbacks as cb
     from edgekit.train.distribute import make_strategy, set_mixed_precision, worker_index
@@ -296,7 +279,7 @@ def train(
     if config.resume and state is None:
         echo(f"edgekit train: nothing to resume in {out}; starting from scratch")
 
-    dataset = load_training_data(config.data, config.format)
+    dataset = load_dataset(config.data, config.format)
     if kind == "pose" and not dataset.keypoint_names:
         raise DatasetError(
             f"{config.data}: {config.model} needs keypoint annotations; this dataset has none"

@@ -7,7 +7,7 @@ datasets that ``edgekit train`` reads as they are:
 - :func:`build_detection_dataset`: images (e.g. a dataset's TRAIN split) with their human labels
   plus frames sampled from videos, labelled by the teacher. Human labels win: on an image that
   has them, a teacher box is kept only when it overlaps no human box of the same class
-  (:func:`edgekit.compress.teacher.merge_detections`); only the ``classes`` trained are kept, from
+  (:func:`merge_detections`); only the ``classes`` trained are kept, from
   either source.
 - :func:`build_pose_dataset`: square crops around people (human or teacher boxes, enlarged),
   each labelled with the pose teacher's 17 keypoints (visibility 2 where its score reaches
@@ -27,20 +27,95 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.types import COCO_KEYPOINT_NAMES
-from edgekit.data.dataset import Dataset, ImageRecord, display_path, read_rgb
-from edgekit.errors import DatasetError, UsageError
+from edgekit.data.dataset import Dataset, ImageRecord, display_path
+from edgekit.data.images import read_rgb
+from edgekit.errors import DatasetError, SourceError, UsageError
 
 __all__ = [
     "PersonCrop",
     "build_detection_dataset",
     "build_pose_dataset",
     "crop_square",
+    "frames_from_video",
     "human_labels_for",
+    "merge_detections",
     "person_crops",
     "reweight_dataset",
     "square_box",
     "teacher_boxes",
 ]
+
+
+# --- helpers: frames from video, human and teacher boxes merged -----------------------------
+
+
+def frames_from_video(
+    path: str | os.PathLike[str],
+    every_n: int,
+    out_dir: str | os.PathLike[str],
+    *,
+    max_frames: int | None = None,
+) -> list[Path]:
+    """Write every ``every_n``-th frame of a video as JPEG into ``out_dir``; returns the paths.
+
+    Existing frames are reused (same names), so calling it twice costs nothing."""
+    import cv2
+
+    if every_n < 1:
+        raise UsageError(f"every_n must be >= 1, got {every_n}")
+    src = Path(path)
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        raise SourceError(f"{src}: cannot open video")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    index = 0
+    try:
+        while max_frames is None or len(paths) < max_frames:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index % every_n == 0:
+                p = out / f"{src.stem}_{index:06d}.jpg"
+                if not p.is_file() and not cv2.imwrite(str(p), frame):
+                    raise SourceError(f"{p}: cannot write frame")
+                paths.append(p)
+            index += 1
+    finally:
+        cap.release()
+    if not paths:
+        raise SourceError(f"{src}: no frames read")
+    return paths
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from edgekit.core.boxes import iou
+
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    return iou(a, b)
+
+
+def merge_detections(
+    human_boxes: np.ndarray,
+    human_ids: np.ndarray,
+    teacher_boxes: np.ndarray,
+    teacher_ids: np.ndarray,
+    *,
+    iou_threshold: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Human labels plus the teacher boxes that overlap no human box of the same class."""
+    hb = np.asarray(human_boxes, np.float32).reshape(-1, 4)
+    hi = np.asarray(human_ids, np.int64).reshape(-1)
+    tb = np.asarray(teacher_boxes, np.float32).reshape(-1, 4)
+    ti = np.asarray(teacher_ids, np.int64).reshape(-1)
+    if len(tb) == 0:
+        return hb, hi
+    ious = _iou(tb, hb)
+    same = ti[:, None] == hi[None, :]
+    keep = ~((ious >= iou_threshold) & same).any(axis=1) if len(hb) else np.ones(len(tb), bool)
+    return np.concatenate([hb, tb[keep]]), np.concatenate([hi, ti[keep]])
 
 
 def _write_rgb(path: Path, image: np.ndarray, quality: int = 92) -> None:
@@ -119,7 +194,6 @@ def build_detection_dataset(
     are dropped from both sources. ``repeat_labelled``: each labelled image appears that many
     times (copies named ``labelled_rK_...``), to weigh them against many video frames.
     """
-    from edgekit.compress.teacher import frames_from_video, merge_detections
     from edgekit.data.yolo_txt import write_yolo
 
     if not classes:

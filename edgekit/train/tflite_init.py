@@ -136,11 +136,13 @@ def calibration_images(paths: Sequence[Path], size: tuple[int, int], limit: int 
     """Up to ``limit`` images resized to ``size`` and normalized to [-1, 1] (MobileNet)."""
     import cv2
 
+    from edgekit.data.images import decode_rgb
+
     out = []
     for p in list(paths)[:limit]:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        img = decode_rgb(p)
         if img is None:
             continue
-        img = cv2.cvtColor(cv2.resize(img, (size[1], size[0])), cv2.COLOR_BGR2RGB)
+        img = cv2.resize(img, (size[1], size[0]))
         out.append((img.astype(np.float32) - 127.5) / 127.5)
     return np.stack(out) if out else np.zeros((0, *size, 3), np.float32)

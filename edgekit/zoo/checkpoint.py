@@ -11,7 +11,11 @@ checkpoint (e.g. a teacher brought in by ``edgekit import``) wherever a zoo name
   the generator arguments in the spec);
 - a pose checkpoint's ``create(..., decode=False)`` gives the raw heads that training fits.
 
-A checkpoint's spec is its ``<name>.spec.json`` (what edgekit writes next to every ``.keras``).
+A checkpoint's spec is its ``<name>.spec.json`` (what edgekit writes next to every ``.keras``,
+:func:`save_checkpoint_spec`). The one rule for a checkpoint's model and spec, used by ``edgekit
+export``, ``eval``, ``explain`` and ``compress``: :func:`load_checkpoint_model` and
+:func:`checkpoint_model_spec` (the ``.spec.json`` next to it, else the zoo entry of its
+architecture).
 """
 
 from __future__ import annotations
@@ -24,28 +28,99 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.artifact import atomic_write_bytes
 from edgekit.core.types import ModelSpec
 from edgekit.errors import ModelLoadError, UsageError
 
 __all__ = [
     "CheckpointEntry",
+    "checkpoint_model_spec",
     "checkpoint_spec",
+    "load_checkpoint_model",
     "model_entry",
     "raw_heads",
     "resize_model",
+    "save_checkpoint_spec",
     "select_ssd_classes",
+    "spec_path",
+    "zoo_entry_of",
 ]
+
+
+def spec_path(path: str | Path) -> Path:
+    """Where a ``.keras`` checkpoint's spec lies: ``<name>.spec.json`` next to it."""
+    return Path(path).with_suffix(".spec.json")
 
 
 def checkpoint_spec(path: str | Path) -> ModelSpec | None:
     """The spec written next to a ``.keras`` checkpoint, or None when there is none."""
-    side = Path(path).with_suffix(".spec.json")
+    side = spec_path(path)
     if not side.is_file():
         return None
     try:
         return ModelSpec.from_json(side.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise ModelLoadError(f"{side}: {exc}") from None
+
+
+def save_checkpoint_spec(path: str | Path, spec: ModelSpec) -> Path:
+    """Write ``spec`` next to the checkpoint ``path`` (atomically), where
+    :func:`checkpoint_spec` finds it."""
+    return atomic_write_bytes(spec_path(path), spec.to_json().encode("utf-8"))
+
+
+def load_checkpoint_model(path: str | Path) -> Any:
+    """The Keras model of a ``.keras`` checkpoint (``ModelLoadError`` naming the file when Keras
+    cannot load it)."""
+    from edgekit.zoo.saving import load_keras_model
+
+    try:
+        return load_keras_model(path)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: cannot load Keras model ({exc})") from None
+
+
+def zoo_entry_of(model_name: str, arch: str | None = None) -> Any:
+    """The zoo entry named ``arch``, else the one whose name is the longest prefix of
+    ``model_name`` (a zoo model is called ``<zoo name>`` or ``<zoo name>_<suffix>``)."""
+    from edgekit.zoo.registry import get_entry, list_models
+
+    if arch:
+        return get_entry(arch)
+    names = sorted((e.name for e in list_models()), key=len, reverse=True)
+    hit = next((n for n in names if model_name == n or model_name.startswith(n + "_")), None)
+    if hit is None:
+        raise UsageError(
+            f"cannot tell which zoo model {model_name!r} is",
+            hint="write its .spec.json next to it, or pass --arch NAME where the command takes "
+            "one (see edgekit models list)",
+        )
+    return get_entry(hit)
+
+
+def checkpoint_model_spec(
+    path: str | Path,
+    model: Any,
+    *,
+    arch: str | None = None,
+    labels: Sequence[str] = (),
+    dataset_names: Sequence[str] = (),
+) -> ModelSpec:
+    """The spec of ``model``, loaded from the checkpoint ``path``: the one edgekit wrote next to
+    it (:func:`checkpoint_spec`, with ``labels`` when given) unless ``arch`` names its zoo
+    architecture, else the spec of its zoo entry (:func:`zoo_entry_of`) with ``labels``, or the
+    dataset's class names (``dataset_names``) when their number matches the model's classes."""
+    names = tuple(labels)
+    saved = None if arch else checkpoint_spec(path)
+    if saved is not None:  # what edgekit train/import wrote next to the checkpoint
+        return dataclasses.replace(saved, labels=names or saved.labels)
+    entry = zoo_entry_of(model.name, arch)
+    if not names and dataset_names:
+        try:
+            return entry.spec(model, tuple(dataset_names))
+        except UsageError:
+            return entry.spec(model)
+    return entry.spec(model, names)
 
 
 def model_entry(name: str) -> Any:
@@ -162,7 +237,7 @@ class CheckpointEntry:
         spec = checkpoint_spec(p)
         if spec is None:
             raise UsageError(
-                f"{p}: no {p.with_suffix('.spec.json').name} next to it "
+                f"{p}: no {spec_path(p).name} next to it "
                 "(edgekit train and edgekit import write one)"
             )
         return cls(p, spec)
@@ -200,17 +275,12 @@ class CheckpointEntry:
     ) -> Any:
         """The checkpoint's model with ``labels``' classes, at ``input_size``; ``width`` and
         builder options do not apply to a checkpoint (``UsageError`` when given)."""
-        from edgekit.zoo.saving import load_keras_model
-
         if width not in (None, 1.0) or kwargs:
             raise UsageError(
                 f"{self.path}: a checkpoint is built as it was saved; width/builder options "
                 f"({', '.join(kwargs) or 'width'}) apply to zoo models only"
             )
-        try:
-            model = load_keras_model(self.path)
-        except Exception as exc:
-            raise ModelLoadError(f"{self.path}: cannot load Keras model ({exc})") from None
+        model = load_checkpoint_model(self.path)
         if self.task == "detect" and self.decoder == "ssd_raw":
             keep = self._class_indices(labels, num_classes)
             if keep is not None:

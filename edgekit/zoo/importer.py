@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.flatbuffer import SubgraphInfo, TensorInfo, TFLiteGraph, read_tflite
 from edgekit.core.types import ModelSpec
 from edgekit.errors import ModelLoadError, UnsupportedModelError
-from edgekit.runtime.flatbuffer import SubgraphInfo, TensorInfo, TFLiteGraph, read_tflite
 from edgekit.zoo.tflite_graph import producers, translate_graph
 
 __all__ = [
@@ -356,7 +356,7 @@ def _input_normalization(t: TensorInfo, base: ModelSpec) -> tuple[float, float]:
 def save_imported(imported: ImportedModel, out: str | os.PathLike[str]) -> Path:
     """Write ``out`` (``.keras``) and ``out``'s ``.spec.json`` next to it (what ``edgekit
     export``, ``train --model`` and ``compress --student`` read)."""
-    from edgekit.train.callbacks import atomic_write
+    from edgekit.zoo.checkpoint import save_checkpoint_spec
 
     path = Path(out)
     if path.suffix != ".keras":
@@ -365,7 +365,7 @@ def save_imported(imported: ImportedModel, out: str | os.PathLike[str]) -> Path:
     tmp = path.with_name(f".{path.name}.tmp.keras")
     imported.model.save(tmp)
     os.replace(tmp, path)
-    atomic_write(path.with_suffix(".spec.json"), imported.spec.to_json())
+    save_checkpoint_spec(path, imported.spec)
     return path
 
 
@@ -511,14 +511,10 @@ def _task_figures(
     imported: ImportedModel, original: Any, image: np.ndarray, acc: dict[str, list[float]]
 ) -> None:
     from edgekit.core.boxes import iou as iou_matrix
-    from edgekit.eval.predict import KerasInterpreter
-    from edgekit.runtime.interpreter import BackendInfo
-    from edgekit.runtime.model import Model
-
-    KERAS = BackendInfo("keras", 1)
+    from edgekit.zoo.keras_runtime import runtime_model
 
     ref = original.predict(image, score_threshold=0.3 if imported.spec.task == "detect" else 0.0)
-    mine = Model(KerasInterpreter(imported.model), imported.spec, backend=KERAS).predict(
+    mine = runtime_model(imported.model, imported.spec).predict(
         image, score_threshold=0.05 if imported.spec.task == "detect" else 0.0
     )
     if imported.spec.task == "detect":

@@ -351,7 +351,7 @@ class ModelInfo:
 def describe_models(task: str | None = None, *, with_stats: bool = True) -> list[ModelInfo]:
     """One ``ModelInfo`` per entry; ``with_stats`` builds each at its default size to count
     parameters and MACs (a few seconds per model)."""
-    from edgekit.zoo.stats import model_stats
+    from edgekit.zoo.counts import model_stats
 
     rows = []
     for e in list_models(task):

@@ -25,8 +25,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from edgekit.core.flatbuffer import OperatorInfo, SubgraphInfo, TensorInfo, TFLiteGraph
 from edgekit.errors import UnsupportedModelError
-from edgekit.runtime.flatbuffer import OperatorInfo, SubgraphInfo, TensorInfo, TFLiteGraph
 
 __all__ = ["SUPPORTED_OPS", "ConstantOp", "ResizeImages", "producers", "translate_graph"]
 

@@ -28,7 +28,7 @@ from edgekit.bench.remote import (
     pack_data,
 )
 from edgekit.bench.ssh import SSHOptions, Target
-from edgekit.core.stats import LatencyStats
+from edgekit.core.latency import LatencyStats
 from edgekit.errors import DatasetError, UsageError
 
 MODEL = Path(edgekit.__file__).parent / "assets" / "detect_default.tflite"

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgekit.bench import STAGES, BenchConfig, bench_models, machine_info, report
-from edgekit.core.stats import LatencyStats
+from edgekit.bench import BENCH_STAGES as STAGES
+from edgekit.bench import BenchConfig, bench_models, machine_info, report
+from edgekit.core.latency import LatencyStats
 from edgekit.errors import UsageError
 
 

@@ -123,7 +123,7 @@ def _fake_targets(monkeypatch, runs):
 def _run(name, error=None):
     from edgekit.bench.latency import BenchResult
     from edgekit.bench.remote import TargetRun
-    from edgekit.core.stats import LatencyStats
+    from edgekit.core.latency import LatencyStats
 
     stats = LatencyStats(3, 1.0, 0.1, 1.0, 1.5, 2.0)
     results = [] if error else [

@@ -1,4 +1,4 @@
-"""``edgekit info`` / ``edgekit.inspect.describe_model`` on real models, including ones this
+"""``edgekit info`` / ``edgekit.describe.describe_model`` on real models, including ones this
 machine cannot run (Edge TPU-compiled) and an edgekit artifact with an embedded spec."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from edgekit.cli.main import cli
 from edgekit.core.artifact import embed
 from edgekit.core.types import ModelSpec
+from edgekit.describe import describe_model, format_description
 from edgekit.errors import ModelLoadError
-from edgekit.inspect import describe_model, format_description
 
 SSD = ("models", "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite")
 

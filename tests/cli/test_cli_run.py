@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from edgekit.app import RunConfig, default_model, format_stats
 from edgekit.cli.main import cli
-from edgekit.core.stats import LatencyStats
+from edgekit.core.latency import LatencyStats
 from edgekit.errors import UsageError
 from edgekit.loop import LoopStats
 

@@ -123,7 +123,7 @@ def test_an_80_class_yolo_without_labels_gets_coco_names(corpus, tmp_path, capsy
 
 
 def _coco() -> tuple[str, ...]:
-    from edgekit.data.dataset import COCO80_NAMES
+    from edgekit.core.types import COCO80_NAMES
 
     return COCO80_NAMES
 

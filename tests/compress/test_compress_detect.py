@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.compress.recipe import CompressConfig, run_recipe
+from edgekit.compress.recipes import CompressConfig, run_recipe
 from edgekit.errors import UsageError
 
 TEACHER = Path(__file__).resolve().parents[2] / "edgekit" / "assets" / "detect_default.tflite"

@@ -23,11 +23,10 @@ from edgekit.compress.teacher import (
     LinearProbe,
     TeacherCache,
     TFLiteTeacher,
-    frames_from_video,
-    merge_detections,
     pseudo_label,
 )
 from edgekit.errors import UsageError
+from edgekit.train.pseudo_label import frames_from_video, merge_detections
 from edgekit.zoo.registry import get_entry
 
 

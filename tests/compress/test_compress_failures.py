@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from edgekit.compress.recipe import CompressConfig, StageResult, stage_guard
+from edgekit.compress.recipes import CompressConfig, StageResult
+from edgekit.compress.recipes.measure import stage_guard
 from edgekit.errors import DatasetError, StageFailed
 
 

@@ -12,8 +12,8 @@ import keras
 
 from edgekit.compress.layer_error import layer_errors
 from edgekit.compress.quantize import export_qat, post_training, qat, quant_error
+from edgekit.core.flatbuffer import read_tflite
 from edgekit.errors import UsageError
-from edgekit.runtime.flatbuffer import read_tflite
 from edgekit.runtime.model import Model
 from edgekit.zoo.registry import create_model, get_entry
 

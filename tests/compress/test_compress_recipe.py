@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli.main import cli, main
-from edgekit.compress.recipe import CompressConfig, Stage, load_recipe, parse_recipe
+from edgekit.compress.recipes import CompressConfig, Stage, load_recipe, parse_recipe
 from edgekit.errors import ConfigError, UsageError
 
 
@@ -59,7 +59,7 @@ def test_cli_help_and_errors(tmp_path, capsys):
 def _run(tmp_path, image_folder, recipe, **kw):
     pytest.importorskip("tensorflow")
     pytest.importorskip("tensorflow_model_optimization")
-    from edgekit.compress.recipe import run_recipe
+    from edgekit.compress.recipes import run_recipe
 
     cfg = CompressConfig(
         student="mobilenet_v2", data=image_folder, stages=recipe, out=tmp_path / "out",

@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 
 from edgekit.core.types import Classification
+from edgekit.data.images import is_image_folder, read_image_folder
 from edgekit.errors import DatasetError
-from edgekit.eval.classify import (
-    evaluate_classes,
-    is_image_folder,
-    read_image_folder,
-    topk_accuracy,
-)
+from edgekit.eval.classify import evaluate_classes, topk_accuracy
 
 
 def test_topk_known_answer():

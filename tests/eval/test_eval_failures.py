@@ -13,7 +13,7 @@ import pytest
 from edgekit.cli.main import main
 from edgekit.errors import SinkError
 from edgekit.eval import report
-from edgekit.eval.predict import EvalResult
+from edgekit.eval.run import EvalResult
 
 
 def fake_result(task: str = "detect") -> EvalResult:

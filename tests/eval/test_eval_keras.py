@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from edgekit.core.types import ModelSpec
-from edgekit.eval.predict import KerasInterpreter
 from edgekit.runtime.interpreter import BackendInfo
 from edgekit.runtime.model import Model
+from edgekit.zoo.keras_runtime import KerasInterpreter
 
 
 class FakeKeras:

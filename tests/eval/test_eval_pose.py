@@ -9,7 +9,7 @@ import pytest
 
 from edgekit.core.types import COCO_KEYPOINT_NAMES, Keypoint, Pose
 from edgekit.data import Dataset, ImageRecord
-from edgekit.data.dataset import read_image_size
+from edgekit.data.images import read_image_size
 from edgekit.errors import DatasetError
 from edgekit.eval.pose import evaluate_poses, pck_per_instance
 
@@ -90,7 +90,7 @@ def tfex_pose_dataset(folder) -> Dataset:
 
 
 def test_movenet_on_tfex_pose_truth(shared):
-    from edgekit.eval.predict import load_model, predict_dataset
+    from edgekit.eval.run import load_model, predict_dataset
 
     ds = tfex_pose_dataset(shared("images", "tfex_pose"))
     model = load_model(shared("models", "movenet_single_pose_lightning_ptq.tflite"))

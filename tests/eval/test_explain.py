@@ -92,9 +92,9 @@ def tiny_classifier():
     """A 4-conv classifier (8x8 last map at 64 px) trained for 64 steps on the patch images."""
     keras = pytest.importorskip("keras")
     from edgekit.core.types import ModelSpec
-    from edgekit.eval.predict import KerasInterpreter
     from edgekit.runtime.interpreter import BackendInfo
     from edgekit.runtime.model import Model
+    from edgekit.zoo.keras_runtime import KerasInterpreter
 
     L = keras.layers
     keras.utils.set_random_seed(0)
@@ -187,10 +187,10 @@ def tiny_ssd():
     from edgekit.core.anchors import anchors_from_params, num_anchors_per_location
     from edgekit.core.types import ModelSpec
     from edgekit.data.encode import ssd_encode
-    from edgekit.eval.predict import KerasInterpreter
     from edgekit.runtime.interpreter import BackendInfo
     from edgekit.runtime.model import Model
     from edgekit.train.losses import losses_for
+    from edgekit.zoo.keras_runtime import KerasInterpreter
 
     L = keras.layers
     keras.utils.set_random_seed(0)

@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 
+from edgekit.core.flatbuffer import read_tflite, read_tflite_file
 from edgekit.errors import DependencyMissing, ExportError
 from edgekit.export.edgetpu import (
     check_edgetpu,
@@ -17,7 +18,6 @@ from edgekit.export.edgetpu import (
     parse_compiler_log,
     summarize,
 )
-from edgekit.runtime.flatbuffer import read_tflite, read_tflite_file
 
 # A real log (compiler 16, as printed for a partly-mapped model; google-coral/edgetpu#427 format).
 REAL_LOG = """\

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from edgekit.core.flatbuffer import read_tflite, read_tflite_file
 from edgekit.errors import ExportError, UsageError
 from edgekit.export.formats import FORMATS, get_format, unquantized_ops, validate
-from edgekit.runtime.flatbuffer import read_tflite, read_tflite_file
 
 
 def test_one_row_per_format():

@@ -14,11 +14,12 @@ keras = pytest.importorskip("keras")
 
 from edgekit.core.anchors import ssd_anchors  # noqa: E402
 from edgekit.core.boxes import iou  # noqa: E402
+from edgekit.core.flatbuffer import read_tflite_file  # noqa: E402
 from edgekit.core.types import ModelSpec  # noqa: E402
+from edgekit.data.images import read_rgb  # noqa: E402
 from edgekit.export.nms import NMSConfig  # noqa: E402
-from edgekit.export.representative import read_rgb, sample_photos  # noqa: E402
 from edgekit.export.tflite import ExportConfig, export_model  # noqa: E402
-from edgekit.runtime.flatbuffer import read_tflite_file  # noqa: E402
+from edgekit.io.sources import sample_images as sample_photos  # noqa: E402
 from edgekit.runtime.model import Model  # noqa: E402
 
 pytestmark = pytest.mark.tf

@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 
 from edgekit.core.types import ModelSpec
+from edgekit.data.images import read_rgb
 from edgekit.errors import DatasetError
-from edgekit.export.representative import (
-    list_images,
-    random_crop_flip,
-    read_rgb,
-    representative_samples,
-    sample_photos,
-)
+from edgekit.export.representative import list_images, random_crop_flip, representative_samples
+from edgekit.io.sources import sample_images as sample_photos
 from edgekit.runtime.preprocess import Preprocessor
 
 

@@ -17,9 +17,10 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from edgekit.data.images import read_rgb  # noqa: E402
 from edgekit.export.edgetpu import summarize  # noqa: E402
-from edgekit.export.representative import read_rgb, sample_photos  # noqa: E402
 from edgekit.export.tflite import ExportConfig, export_model  # noqa: E402
+from edgekit.io.sources import sample_images as sample_photos  # noqa: E402
 from edgekit.runtime.model import Model  # noqa: E402
 from edgekit.zoo.registry import get_entry, list_models  # noqa: E402
 

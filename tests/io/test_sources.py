@@ -508,3 +508,42 @@ def test_lores_source_keeps_existing_lores():
     assert frame.lores.shape == (24, 32, 3)
     wrapped.close()
     assert src.closed
+
+
+@pytest.mark.parametrize(
+    ("mode", "input_hw", "lores"),
+    [
+        ("letterbox", (320, 320), (320, 180)),  # exactly what the model resizes a frame to
+        ("letterbox", (300, 300), (302, 170)),  # 300x169 rounded up to even sides
+        ("resize", (300, 300), (534, 300)),  # main's aspect, covering the stretched input
+        ("letterbox", (1080, 1920), (1280, 720)),  # never larger than the main stream
+    ],
+)
+def test_picamera2_lores_is_sized_from_the_model(mode, input_hw, lores, monkeypatch):
+    monkeypatch.setattr(sources_mod, "picamera2_available", lambda: True)
+
+    def resized_hw(hw):
+        return make_transform(mode, hw, input_hw).resized_hw
+
+    assert picamera_mod.lores_size_for((1280, 720), resized_hw) == lores
+    src = open_source(
+        None, camera=True, picamera2_factory=FakePicamera2, size=(1280, 720), resized_hw=resized_hw
+    )
+    try:
+        assert src._cam.config["lores"]["size"] == lores
+    finally:
+        src.close()
+
+
+def test_lores_source_takes_the_models_resize_rule(tmp_path):
+    path = write_video(tmp_path / "v.avi", 2)
+    seen = []
+
+    def resized_hw(hw):
+        seen.append(hw)
+        return (12, 16)
+
+    with LoresSource(open_source(str(path)), resized_hw) as src:
+        frames = list(src)
+    assert [f.lores.shape for f in frames] == [(12, 16, 3)] * 2
+    assert seen == [(48, 64)]  # decided once per frame size

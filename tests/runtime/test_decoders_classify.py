@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.runtime.decoders import dequantize
 from edgekit.runtime.decoders.classify import decode, softmax
+from edgekit.runtime.preprocess import dequantize
 
 
 def test_top_k_sorted_with_ties_by_index():

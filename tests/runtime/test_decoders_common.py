@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.runtime.decoders import DECODER_NAMES, dequantize, label_for, make_detections
+from edgekit.runtime.decoders import DECODER_NAMES
+from edgekit.runtime.decoders.common import label_for, make_detections
+from edgekit.runtime.preprocess import dequantize
 
 
 def test_dequantize_uint8_and_int8():

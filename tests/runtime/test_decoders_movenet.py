@@ -7,8 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from edgekit.runtime.decoders import dequantize
 from edgekit.runtime.decoders.movenet import decode
+from edgekit.runtime.preprocess import dequantize
 
 
 def _kps():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from edgekit.core.types import COCO_KEYPOINT_NAMES
-from edgekit.runtime.decoders import dequantize
 from edgekit.runtime.decoders.posenet import POSE_CHAIN, decode, part_candidates
+from edgekit.runtime.preprocess import dequantize
 
 STRIDE = 16
 H, W, K, E = 31, 41, 17, 16

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.runtime.decoders import dequantize
 from edgekit.runtime.decoders.ssd import decode_boxes, decode_postprocessed, decode_raw
+from edgekit.runtime.preprocess import dequantize
 
 LABELS = ("person", "bicycle", "car")
 

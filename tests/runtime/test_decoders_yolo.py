@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from edgekit.runtime.decoders import dequantize
 from edgekit.runtime.decoders.yolo import decode, decode_nms, to_channels_first
+from edgekit.runtime.preprocess import dequantize
 
 LABELS = ("person", "bicycle", "car")
 

@@ -13,11 +13,11 @@ from test_runtime_model import INFO, SSD_NAMES, FakeInterpreter, detail, ssd_det
 from edgekit.core.types import ModelSpec
 from edgekit.errors import ModelLoadError, ModelOutputError, UnsupportedModelError
 from edgekit.runtime.metadata import ModelMetadata
-from edgekit.runtime.model import (
+from edgekit.runtime.model import Model
+from edgekit.runtime.spec import (
     ASSUMED_COCO80,
-    Model,
-    _consistency_warnings,
     assumed_labels,
+    consistency_warnings,
     infer_spec,
     label_mismatch,
 )
@@ -118,7 +118,7 @@ def test_metadata_that_contradicts_the_outputs_is_reported():
     out = [detail("o", (1, 7, 80))]
     spec = infer_spec(IN, out, labels=tuple("abc"))
     meta = ModelMetadata(source="ultralytics", task="classify", input_size=(640, 640))
-    warnings = _consistency_warnings(spec, out, meta)
+    warnings = consistency_warnings(spec, out, meta)
     assert warnings == [
         "its metadata says task 'classify', its outputs are a detect model's",
         "its metadata says input 640x640, the input tensor is 64x64 (the tensor is used)",

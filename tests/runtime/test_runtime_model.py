@@ -11,16 +11,12 @@ import pytest
 
 from edgekit.core.types import Frame, ModelSpec
 from edgekit.errors import ModelLoadError, UnsupportedModelError
+from edgekit.runtime.decoders.posenet import resolve_outputs as resolve_posenet_outputs
+from edgekit.runtime.decoders.ssd import resolve_outputs as resolve_ssd_outputs
 from edgekit.runtime.interpreter import BackendInfo
-from edgekit.runtime.model import (
-    Model,
-    Prediction,
-    infer_spec,
-    load_labels,
-    resolve_posenet_outputs,
-    resolve_ssd_outputs,
-)
+from edgekit.runtime.model import Model, Prediction
 from edgekit.runtime.preprocess import Preprocessor, dequantize, input_lut, quantize
+from edgekit.runtime.spec import infer_spec, load_labels
 from edgekit.runtime.step import make_step
 
 
@@ -448,7 +444,7 @@ def test_ssd_raw_spec_with_anchors():
 
 
 def test_embedded_ssd_spec_positions_yield_to_the_ops_output_order(tmp_path):
-    from edgekit.runtime import model as model_mod
+    from edgekit.runtime import spec as spec_mod
 
     outputs = ssd_details([2, 0, 3, 1])  # scores, boxes, count, classes
     spec = ModelSpec(
@@ -464,12 +460,12 @@ def test_embedded_ssd_spec_positions_yield_to_the_ops_output_order(tmp_path):
             {"op_name": "TFLite_Detection_PostProcess", "outputs": np.array([100, 101, 102, 103])}
         ],
     )
-    completed = model_mod._complete_spec(spec, outputs, model_mod._postprocess_op_outputs(fake))
+    completed = spec_mod.complete_spec(spec, outputs, spec_mod.postprocess_op_outputs(fake))
     assert completed.decoder_params["outputs"] == {
         "boxes": 1,
         "classes": 3,
         "scores": 0,
         "count": 2,
     }
-    no_ops = model_mod._complete_spec(spec, outputs, None)
+    no_ops = spec_mod.complete_spec(spec, outputs, None)
     assert no_ops.decoder_params["outputs"] == spec.decoder_params["outputs"]

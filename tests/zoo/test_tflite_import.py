@@ -14,8 +14,8 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from edgekit.core.anchors import ssd_anchors  # noqa: E402
+from edgekit.core.flatbuffer import read_tflite  # noqa: E402
 from edgekit.errors import ModelLoadError, UnsupportedModelError  # noqa: E402
-from edgekit.runtime.flatbuffer import read_tflite  # noqa: E402
 from edgekit.zoo.importer import (  # noqa: E402
     agreement,
     import_tflite,

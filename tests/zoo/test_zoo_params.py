@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from edgekit.zoo.classifier import build_classifier
-from edgekit.zoo.stats import count_params, model_stats
+from edgekit.zoo.counts import count_params, model_stats
 
 # keras.applications counts (weights=None, 224x224, 1000 classes), MACs from the papers.
 CANONICAL = {

@@ -11,7 +11,7 @@ litert = pytest.importorskip("ai_edge_litert.interpreter")
 
 import tensorflow as tf  # noqa: E402
 
-from edgekit.runtime.flatbuffer import read_tflite  # noqa: E402
+from edgekit.core.flatbuffer import read_tflite  # noqa: E402
 from edgekit.zoo.registry import create_model  # noqa: E402
 
 

@@ -6,10 +6,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgekit.core.types import Classification
-from edgekit.runtime.decoders import label_for
+from edgekit.core.types import Classification, ModelSpec
+from edgekit.runtime.decoders.common import (
+    Decode,
+    Decoder,
+    Outputs,
+    Thresholds,
+    detail_shape,
+    label_args,
+    label_for,
+    label_offset,
+)
 
-__all__ = ["decode", "softmax"]
+__all__ = ["DECODER", "decode", "softmax"]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -52,3 +61,47 @@ def decode(
     return [
         Classification(int(i), float(s[i]), label_for(labels, int(i), label_offset)) for i in idx
     ]
+
+
+# --- the decoder: one score vector ------------------------------------------------------------
+
+
+def _recognise(outputs: Outputs) -> dict | None:
+    shapes = outputs.shapes
+    if len(shapes) == 1 and (
+        len(shapes[0]) == 2 or (len(shapes[0]) == 4 and shapes[0][1:3] == (1, 1))
+    ):
+        return {"label_offset": label_offset(outputs.labels, shapes[0][-1])}
+    return None
+
+
+def _num_classes(spec: ModelSpec, details: Sequence[dict]) -> int | None:
+    if len(details) != 1:
+        return None
+    shape = detail_shape(details[0])
+    return shape[-1] if shape else None
+
+
+def _bind(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
+    def decode_scores(outs: Sequence[np.ndarray], t: Thresholds) -> list:
+        params = spec.decoder_params
+        return decode(
+            outs[0].reshape(-1),
+            top_k=t.limit,
+            score_threshold=t.score,
+            **label_args(spec),
+            apply_softmax=bool(params.get("softmax", False)),
+        )
+
+    return decode_scores
+
+
+DECODER = Decoder(
+    "classify",
+    "classify",
+    _bind,
+    recognise=_recognise,
+    resize_mode="resize",
+    known_as="classifier [1,N]",
+    num_classes=_num_classes,
+)

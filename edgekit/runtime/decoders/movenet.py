@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from edgekit.core.keypoints import keypoints_box
-from edgekit.core.types import Keypoint, Pose
+from edgekit.core.types import Keypoint, ModelSpec, Pose
+from edgekit.runtime.decoders.common import (
+    PIXELS_0_255,
+    Decode,
+    Decoder,
+    Outputs,
+    Thresholds,
+)
 
-__all__ = ["decode"]
+__all__ = ["DECODER", "decode"]
 
 
 def decode(kps: np.ndarray, *, box_score_threshold: float | None = 0.2) -> Pose:
@@ -32,3 +41,28 @@ def decode(kps: np.ndarray, *, box_score_threshold: float | None = 0.2) -> Pose:
     )
     box = None if box_score_threshold is None else keypoints_box(xy, scores, box_score_threshold)
     return Pose(keypoints, float(scores.mean()), box)
+
+
+# --- the decoder: one output, one pose --------------------------------------------------------
+
+
+def _recognise(outputs: Outputs) -> dict | None:
+    return {} if outputs.shapes == [(1, 1, 17, 3)] else None
+
+
+def _bind(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
+    def decode_single_pose(outs: Sequence[np.ndarray], t: Thresholds) -> list:
+        return [decode(outs[0])]
+
+    return decode_single_pose
+
+
+DECODER = Decoder(
+    "movenet",
+    "pose",
+    _bind,
+    recognise=_recognise,
+    input_domain=PIXELS_0_255,
+    resize_mode="letterbox",
+    known_as="MoveNet [1,1,17,3]",
+)

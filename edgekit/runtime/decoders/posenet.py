@@ -21,15 +21,17 @@ Offsets are in input pixels; heatmap cell (i, j) sits at input pixel (i * stride
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 from edgekit.core.keypoints import keypoints_box
-from edgekit.core.types import COCO_KEYPOINT_NAMES, Keypoint, Pose
+from edgekit.core.types import COCO_KEYPOINT_NAMES, Keypoint, ModelSpec, Pose
+from edgekit.errors import UnsupportedModelError
+from edgekit.runtime.decoders.common import Decode, Decoder, Outputs, Thresholds, detail_shape
 
-__all__ = ["POSE_CHAIN", "decode", "part_candidates"]
+__all__ = ["DECODER", "POSE_CHAIN", "decode", "part_candidates", "resolve_outputs"]
 
 
 def _k(name: str) -> int:
@@ -235,3 +237,77 @@ def decode(
         poses.append(Pose(kps, instance_score, box))
     poses.sort(key=lambda p: -p.score)
     return poses
+
+
+# --- the decoder: which map is which, and one frame's maps -> poses ---------------------------
+
+
+def resolve_outputs(outputs: Sequence[dict]) -> dict[str, int]:
+    """Positions of PoseNet's heatmaps ``[1,H,W,K]``, short offsets ``[1,H,W,2K]`` and mid
+    offsets ``[1,H,W,4(K-1)]`` (an optional fourth output, e.g. segmentation, is ignored)."""
+    shapes = [detail_shape(d) for d in outputs]
+    if len(outputs) not in (3, 4) or any(len(s) != 4 for s in shapes):
+        raise UnsupportedModelError(f"outputs {shapes} are not PoseNet's (3 or 4 maps [1,H,W,C])")
+    for hi, hs in enumerate(shapes):
+        k = hs[3]
+        if k < 2:
+            continue
+        short = [i for i, s in enumerate(shapes) if s[1:3] == hs[1:3] and s[3] == 2 * k]
+        mid = [i for i, s in enumerate(shapes) if s[1:3] == hs[1:3] and s[3] == 4 * (k - 1)]
+        if len(short) == 1 and len(mid) == 1 and hi not in short + mid:
+            return {"heatmaps": hi, "short_offsets": short[0], "mid_offsets": mid[0]}
+    raise UnsupportedModelError(f"outputs {shapes} are not PoseNet's heatmaps/short/mid offsets")
+
+
+def output_stride(input_h: int, map_h: int) -> int:
+    """Input pixels per heatmap cell."""
+    if map_h > 1 and (input_h - 1) % (map_h - 1) == 0:
+        return (input_h - 1) // (map_h - 1)  # PoseNet's odd sizes: 481 = 30 * 16 + 1
+    return max(1, round(input_h / map_h))
+
+
+def _complete(outputs: Outputs, params: Mapping[str, Any]) -> dict:
+    params = dict(params)
+    if "outputs" not in params:
+        params["outputs"] = resolve_outputs(outputs.details)
+    if "output_stride" not in params:
+        h = outputs.shapes[params["outputs"]["heatmaps"]][1]
+        params["output_stride"] = output_stride(outputs.input_size[0], h)
+    return params
+
+
+def _recognise(outputs: Outputs) -> dict | None:
+    shapes = outputs.shapes
+    if not (len(shapes) in (3, 4) and all(len(s) == 4 for s in shapes)):
+        return None
+    return _complete(outputs, {})
+
+
+def _bind(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
+    def decode_maps(outs: Sequence[np.ndarray], t: Thresholds) -> list:
+        params = spec.decoder_params
+        pos = params["outputs"]
+        return decode(
+            outs[pos["heatmaps"]][0],
+            outs[pos["short_offsets"]][0],
+            outs[pos["mid_offsets"]][0],
+            output_stride=int(params["output_stride"]),
+            max_poses=t.limit,
+            score_threshold=float(params.get("part_score_threshold", 0.5)),
+            min_pose_score=t.score,
+            nms_radius=float(params.get("nms_radius", 20.0)),
+            input_size=spec.input_size,
+        )
+
+    return decode_maps
+
+
+DECODER = Decoder(
+    "posenet",
+    "pose",
+    _bind,
+    resolve_outputs=_complete,
+    recognise=_recognise,
+    resize_mode="letterbox",
+    known_as="PoseNet",
+)

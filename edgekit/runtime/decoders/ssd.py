@@ -1,16 +1,41 @@
-"""SSD decoders: ``TFLite_Detection_PostProcess`` outputs, or raw box encodings + anchors."""
+"""SSD decoders: ``TFLite_Detection_PostProcess`` outputs (``ssd_postprocess``), or raw box
+encodings + anchors (``ssd_raw``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from edgekit.core.boxes import batched_nms, yxyx_to_xyxy
-from edgekit.core.types import Detection
-from edgekit.runtime.decoders import _class_ids, make_detections, valid_count
+from edgekit.core.anchors import anchors_from_params
+from edgekit.core.boxes import yxyx_to_xyxy
+from edgekit.core.types import Detection, ModelSpec
+from edgekit.errors import UnsupportedModelError
+from edgekit.runtime.decoders.common import (
+    Decode,
+    Decoder,
+    Outputs,
+    Thresholds,
+    detail_name,
+    detail_shape,
+    detection_args,
+    label_offset,
+    make_detections,
+    nms_detections,
+    to_class_ids,
+    valid_count,
+)
 
-__all__ = ["decode_boxes", "decode_postprocessed", "decode_raw"]
+__all__ = [
+    "POSTPROCESS",
+    "RAW",
+    "decode_boxes",
+    "decode_postprocessed",
+    "decode_raw",
+    "resolve_outputs",
+]
 
 # exp() argument cap for the box size terms (torchvision's bbox_xform_clip = log(1000 / 16)).
 _MAX_LOG_SCALE = float(np.log(1000.0 / 16))
@@ -63,7 +88,7 @@ def decode_postprocessed(
     return make_detections(
         yxyx_to_xyxy(b[keep]),
         s[keep],
-        _class_ids(c[keep]),
+        to_class_ids(c[keep]),
         labels=labels,
         label_offset=label_offset,
         max_detections=max_detections,
@@ -157,14 +182,148 @@ def decode_raw(
     if pre_nms_top_k is not None and cand_scores.size > pre_nms_top_k:
         top = np.argsort(-cand_scores, kind="stable")[: max(int(pre_nms_top_k), 0)]
         anchor_idx, class_idx, cand_scores = anchor_idx[top], class_idx[top], cand_scores[top]
-    cand_boxes = boxes[anchor_idx]
-    groups = np.zeros_like(class_idx) if class_agnostic else class_idx
-    keep = batched_nms(cand_boxes, cand_scores, groups, iou_threshold, max_detections)
-    return make_detections(
-        cand_boxes[keep],
-        cand_scores[keep],
-        class_idx[keep],
-        labels=labels,
+    return nms_detections(
+        boxes[anchor_idx], cand_scores, class_idx, iou_threshold=iou_threshold,
+        max_detections=max_detections, class_agnostic=class_agnostic, labels=labels,
         label_offset=label_offset,
-        max_detections=max_detections,
-    )
+    )  # fmt: skip
+
+
+# --- the two decoders: which output is which, and one frame's outputs -> detections -----------
+
+_POSTPROCESS_OUTPUTS = ("boxes", "classes", "scores", "count")  # the op's order
+
+
+def resolve_outputs(
+    outputs: Sequence[dict], postprocess_op_outputs: Sequence[int] | None = None
+) -> dict[str, int]:
+    """Positions (in ``outputs``) of the boxes, classes, scores and count of a
+    ``TFLite_Detection_PostProcess`` model.
+
+    Decided, in order, by the op's own output tensor order (``postprocess_op_outputs``, tensor
+    indices, when the interpreter exposes it), then by shape (boxes ``[1,N,4]``, count ``[1]``)
+    and tensor names for classes vs scores (``class``/``score`` in the name, or the op's
+    ``:1``/``:2`` suffixes), falling back to the documented order boxes, classes, scores, count.
+    """
+    if len(outputs) != 4:
+        raise UnsupportedModelError(
+            f"an SSD post-processed model has 4 outputs, found {len(outputs)}"
+        )
+    if postprocess_op_outputs is not None and len(postprocess_op_outputs) == 4:
+        by_tensor = {int(d["index"]): i for i, d in enumerate(outputs)}
+        if all(int(t) in by_tensor for t in postprocess_op_outputs):
+            pos = [by_tensor[int(t)] for t in postprocess_op_outputs]
+            return dict(zip(_POSTPROCESS_OUTPUTS, pos, strict=True))
+    shapes = [detail_shape(d) for d in outputs]
+    boxes = [i for i, s in enumerate(shapes) if len(s) == 3 and s[-1] == 4]
+    count = [i for i, s in enumerate(shapes) if int(np.prod(s)) == 1 and len(s) <= 2]
+    if len(boxes) != 1 or len(count) != 1:
+        raise UnsupportedModelError(
+            f"outputs {shapes} are not the SSD post-process outputs (boxes [1,N,4], classes, scores, count [1])"
+        )
+    rest = [i for i in range(4) if i not in (boxes[0], count[0])]
+    n = shapes[boxes[0]][1]
+    if any(shapes[i] not in ((1, n), (n,)) for i in rest):
+        raise UnsupportedModelError(f"SSD outputs {shapes}: classes and scores must be [1,{n}]")
+    classes = scores = None
+    for i in rest:
+        lower = detail_name(outputs[i]).lower()
+        if "class" in lower or "label" in lower:
+            classes = i
+        elif "score" in lower:
+            scores = i
+    if classes is None or scores is None or classes == scores:
+        suffix = {i: _suffix(detail_name(outputs[i])) for i in rest}
+        if all("detection_postprocess" in detail_name(outputs[i]).lower() for i in rest) and sorted(
+            suffix.values()
+        ) == [1, 2]:
+            classes = next(i for i in rest if suffix[i] == 1)
+            scores = next(i for i in rest if suffix[i] == 2)
+        else:
+            classes, scores = rest  # documented TF1 order: boxes, classes, scores, count
+    return {"boxes": boxes[0], "classes": classes, "scores": scores, "count": count[0]}
+
+
+def _suffix(name: str) -> int:
+    m = re.search(r":(\d+)$", name)
+    return int(m.group(1)) if m else 0
+
+
+def _complete_postprocess(outputs: Outputs, params: Mapping[str, Any]) -> dict:
+    params = dict(params)
+    if "outputs" not in params or outputs.op_outputs:
+        # The post-process op's own output order is authoritative over positions in the spec.
+        params["outputs"] = resolve_outputs(outputs.details, outputs.op_outputs)
+    return params
+
+
+def _recognise_postprocess(outputs: Outputs) -> dict | None:
+    shapes = outputs.shapes
+    if not (
+        len(shapes) == 4
+        and sum(len(s) == 3 and s[-1] == 4 for s in shapes) == 1
+        and any(int(np.prod(s)) == 1 for s in shapes)
+    ):
+        return None
+    return {
+        "outputs": resolve_outputs(outputs.details, outputs.op_outputs),
+        "label_offset": label_offset(outputs.labels, None),
+    }
+
+
+def _bind_postprocess(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
+    def decode(outs: Sequence[np.ndarray], t: Thresholds) -> list:
+        pos = spec.decoder_params["outputs"]
+        boxes, classes, scores, count = (outs[pos[k]] for k in _POSTPROCESS_OUTPUTS)
+        return decode_postprocessed(
+            boxes, classes, scores, count, **detection_args(spec, t, iou=False)
+        )
+
+    return decode
+
+
+def _raw_outputs(spec: ModelSpec, details: Sequence[dict], name: str) -> tuple[int, int]:
+    """Positions of the box encodings and the class scores of an ``ssd_raw`` model."""
+    pos = spec.decoder_params.get("outputs")
+    if pos:
+        return int(pos["box_encodings"]), int(pos["class_scores"])
+    shapes = [detail_shape(d) for d in details]
+    boxes = [i for i, s in enumerate(shapes) if s[-1] == 4]
+    if len(shapes) != 2 or len(boxes) != 1:
+        raise UnsupportedModelError(
+            f"{name}: ssd_raw needs box encodings [1,A,4] and class scores [1,A,C], got {shapes}"
+        )
+    return boxes[0], 1 - boxes[0]
+
+
+_RAW_OPTIONS = ("scales", "has_background", "scores_are_logits", "activation", "class_agnostic")
+
+
+def _bind_raw(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
+    anchors: list[np.ndarray] = []  # made from the spec at the first frame, then kept
+
+    def decode(outs: Sequence[np.ndarray], t: Thresholds) -> list:
+        params = spec.decoder_params
+        bi, si = _raw_outputs(spec, details, name)
+        options = {k: params[k] for k in _RAW_OPTIONS if k in params}
+        encodings, scores = outs[bi], outs[si]
+        if not anchors:
+            try:
+                anchors.append(anchors_from_params(params))
+            except (ValueError, TypeError) as exc:
+                raise UnsupportedModelError(f"{name}: {exc}") from None
+        return decode_raw(encodings, scores, anchors[0], **detection_args(spec, t), **options)
+
+    return decode
+
+
+POSTPROCESS = Decoder(
+    "ssd_postprocess",
+    "detect",
+    _bind_postprocess,
+    resolve_outputs=_complete_postprocess,
+    recognise=_recognise_postprocess,
+    resize_mode="resize",
+    known_as="SSD post-process",
+)
+RAW = Decoder("ssd_raw", "detect", _bind_raw)

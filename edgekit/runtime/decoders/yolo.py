@@ -1,4 +1,5 @@
-"""YOLO decoders: anchor-free ``[4+C, N]`` heads (YOLOv8 style) and in-model NMS outputs."""
+"""YOLO decoders: anchor-free ``[4+C, N]`` heads (YOLOv8 style, ``yolo``) and in-model NMS
+outputs (``yolo_nms``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,25 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgekit.core.boxes import batched_nms, cxcywh_to_xyxy, yxyx_to_xyxy
-from edgekit.core.types import Detection
-from edgekit.runtime.decoders import _class_ids, make_detections, valid_count
+from edgekit.core.boxes import cxcywh_to_xyxy, yxyx_to_xyxy
+from edgekit.core.types import Detection, ModelSpec
+from edgekit.errors import UnsupportedModelError
+from edgekit.runtime.decoders.common import (
+    PIXELS_0_1,
+    Decode,
+    Decoder,
+    Outputs,
+    Thresholds,
+    detail_name,
+    detail_shape,
+    detection_args,
+    make_detections,
+    nms_detections,
+    to_class_ids,
+    valid_count,
+)
 
-__all__ = ["decode", "decode_nms", "to_channels_first"]
+__all__ = ["HEAD", "NMS", "decode", "decode_nms", "resolve_nms_outputs", "to_channels_first"]
 
 # Boxes whose largest coordinate is at most this are taken as already normalized.
 _NORMALIZED_MAX = 1.5
@@ -113,16 +128,10 @@ def decode(
         if hw is None:
             raise ValueError("YOLO boxes are in pixels: pass input_size=(height, width)")
         boxes = boxes / np.array([hw[1], hw[0], hw[1], hw[0]])
-    groups = np.zeros_like(class_ids) if class_agnostic else class_ids
-    keep = batched_nms(boxes, scores, groups, iou_threshold, max_detections)
-    return make_detections(
-        boxes[keep],
-        scores[keep],
-        class_ids[keep],
-        labels=labels,
-        label_offset=label_offset,
-        max_detections=max_detections,
-    )
+    return nms_detections(
+        boxes, scores, class_ids, iou_threshold=iou_threshold, max_detections=max_detections,
+        class_agnostic=class_agnostic, labels=labels, label_offset=label_offset,
+    )  # fmt: skip
 
 
 def decode_nms(
@@ -179,5 +188,105 @@ def decode_nms(
             raise ValueError("boxes are in pixels: pass input_size=(height, width)")
         b = b / np.array([hw[1], hw[0], hw[1], hw[0]])
     return make_detections(
-        b, s, _class_ids(c), labels=labels, label_offset=label_offset, max_detections=max_detections
+        b,
+        s,
+        to_class_ids(c),
+        labels=labels,
+        label_offset=label_offset,
+        max_detections=max_detections,
     )
+
+
+# --- the two decoders: which output is which, and one frame's outputs -> detections -----------
+
+
+def _recognise_head(outputs: Outputs) -> dict | None:
+    shapes = outputs.shapes
+    if not (
+        len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][0] == 1 and min(shapes[0][1:]) >= 5
+    ):
+        return None
+    if shapes[0][2] == 56 and shapes[0][1] <= 10:
+        raise UnsupportedModelError("MoveNet MultiPose ([1,6,56]) is not supported")
+    return {"label_offset": 0}
+
+
+def _head_classes(spec: ModelSpec, details: Sequence[dict]) -> int | None:
+    """How many classes a YOLO head outputs."""
+    if len(details) != 1:
+        return None
+    shape = detail_shape(details[0])
+    if len(shape) != 3:
+        return None
+    extra = 5 if spec.decoder_params.get("has_objectness") else 4
+    named = len(spec.labels) - int(spec.decoder_params.get("label_offset", 0))
+    if spec.labels and named + extra in shape[1:]:
+        return named  # the axis the decoder will read as channels (to_channels_first)
+    channels = min(shape[1:]) if min(shape[1:]) > extra else max(shape[1:])
+    return channels - extra
+
+
+def _bind_head(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
+    def decode_head(outs: Sequence[np.ndarray], t: Thresholds) -> list:
+        params = spec.decoder_params
+        pred = outs[0][0] if outs[0].ndim == 3 else outs[0]
+        return decode(
+            pred,
+            input_size=spec.input_size,
+            class_agnostic=bool(params.get("class_agnostic", False)),
+            has_objectness=bool(params.get("has_objectness", False)),
+            **detection_args(spec, t),
+        )
+
+    return decode_head
+
+
+_NMS_WORDS = {
+    "boxes": ("box",),
+    "scores": ("score",),
+    "classes": ("class",),
+    "count": ("count", "num"),
+}
+
+
+def resolve_nms_outputs(details: Sequence[dict]) -> dict[str, int]:
+    """Positions of the boxes, scores, classes and count of an in-model NMS, by tensor name."""
+    found: dict[str, int] = {}
+    for key, words in _NMS_WORDS.items():
+        hits = [i for i, d in enumerate(details) if any(w in detail_name(d).lower() for w in words)]
+        if len(hits) != 1:
+            names = [detail_name(d) for d in details]
+            raise UnsupportedModelError(f"cannot tell which output is {key!r} from names {names}")
+        found[key] = hits[0]
+    return found
+
+
+def _bind_nms(spec: ModelSpec, details: Sequence[dict], name: str) -> Decode:
+    def decode_in_model_nms(outs: Sequence[np.ndarray], t: Thresholds) -> list:
+        params = spec.decoder_params
+        pos = params.get("outputs") or resolve_nms_outputs(details)
+        boxes, scores, classes, count = (outs[pos[k]] for k in _NMS_WORDS)
+        return decode_nms(
+            boxes,
+            scores,
+            classes,
+            count,
+            box_format=str(params.get("box_format", "yxyx")),
+            input_size=spec.input_size,
+            **detection_args(spec, t, iou=False),
+        )
+
+    return decode_in_model_nms
+
+
+HEAD = Decoder(
+    "yolo",
+    "detect",
+    _bind_head,
+    recognise=_recognise_head,
+    input_domain=PIXELS_0_1,
+    resize_mode="letterbox",
+    known_as="YOLOv8 [1,4+C,N]",
+    num_classes=_head_classes,
+)
+NMS = Decoder("yolo_nms", "detect", _bind_nms, input_domain=PIXELS_0_1)

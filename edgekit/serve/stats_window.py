@@ -8,13 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edgekit.core.stats import LatencyStats
-from edgekit.core.types import FrameResult
+from edgekit.core.latency import LatencyStats
+from edgekit.core.types import STAGES, FrameResult
 
-__all__ = ["STAGE_ORDER", "StatsWindow"]
-
-# Stages listed first, in this order, when present; any others follow alphabetically.
-STAGE_ORDER = ("capture", "wait", "preprocess", "invoke", "postprocess", "track", "step", "total")
+__all__ = ["StatsWindow"]
 
 
 class StatsWindow:
@@ -62,8 +59,9 @@ class StatsWindow:
         for row in timings:
             for key, value in row.items():
                 samples[key].append(float(value))
-        names = [n for n in STAGE_ORDER if n in samples]
-        names += sorted(n for n in samples if n not in STAGE_ORDER)
+        # the stages in their order (core.types.STAGES), then any others alphabetically
+        names = [n for n in STAGES if n in samples]
+        names += sorted(n for n in samples if n not in STAGES)
         stages = {}
         for name in names:
             s = LatencyStats.of(samples[name])

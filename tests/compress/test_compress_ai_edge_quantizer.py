@@ -9,7 +9,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_quantizer")
 
 from edgekit.cli.main import main
-from edgekit.compress.aeq import quantize_tflite
+from edgekit.compress.ai_edge_quantizer import quantize_tflite
 from edgekit.errors import UsageError
 from edgekit.runtime.model import Model
 

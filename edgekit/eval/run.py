@@ -2,9 +2,9 @@
 
 A ``.tflite`` file is loaded with :meth:`edgekit.runtime.model.Model.load` and decoded by exactly
 the code ``edgekit detect`` runs. A Keras checkpoint (``.keras``; TensorFlow imported only
-then) is wrapped in an interpreter look-alike with float32 input and outputs, and given the
-zoo registry's :class:`~edgekit.core.types.ModelSpec`, so the same ``Model`` does its
-preprocessing, decoding and mapping to the frame.
+then) is run through the same ``Model`` (:mod:`edgekit.zoo.keras_runtime`) with its spec
+(:mod:`edgekit.zoo.checkpoint`), so it gets the same preprocessing, decoding and mapping to the
+frame.
 """
 
 from __future__ import annotations
@@ -17,20 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.data.dataset import read_rgb
+from edgekit.data.images import read_rgb
+from edgekit.data.load import load_dataset
 from edgekit.errors import DatasetError, DependencyMissing, ModelLoadError, UsageError
 
 __all__ = [
     "EvalConfig",
     "EvalResult",
-    "KerasInterpreter",
     "evaluate_model",
-    "load_eval_dataset",
     "load_model",
     "predict_dataset",
 ]
 
-SPLITS = ("val", "train", "all")
 Progress = Callable[[int, int], None]
 
 
@@ -105,78 +103,6 @@ class EvalResult:
 # --- models ------------------------------------------------------------------------------------
 
 
-class KerasInterpreter:
-    """A Keras model behind the small part of the TFLite interpreter API that ``Model`` uses
-    (float32 input and outputs, no quantization)."""
-
-    def __init__(self, keras_model: Any) -> None:
-        self.keras_model = keras_model
-        shape = tuple(keras_model.input_shape)
-        if len(shape) != 4 or shape[1] is None or shape[2] is None:
-            raise ModelLoadError(
-                f"{keras_model.name}: input {shape} is not a fixed-size image [N,H,W,C]"
-            )
-        self._input = {
-            "index": 0,
-            "name": "input",
-            "shape": np.array([1, shape[1], shape[2], shape[3]], np.int32),
-            "dtype": np.float32,
-            "quantization": (0.0, 0),
-        }
-        self._outputs = [
-            {
-                "index": i + 1,
-                "name": str(getattr(o, "name", f"output_{i}")),
-                "shape": np.array([1, *[int(d) for d in tuple(o.shape)[1:]]], np.int32),
-                "dtype": np.float32,
-                "quantization": (0.0, 0),
-            }
-            for i, o in enumerate(keras_model.outputs)
-        ]
-        self._x: np.ndarray | None = None
-        self._values: list[np.ndarray] = []
-
-    def get_input_details(self) -> list[dict]:
-        return [self._input]
-
-    def get_output_details(self) -> list[dict]:
-        return self._outputs
-
-    def set_tensor(self, index: int, value: np.ndarray) -> None:
-        self._x = np.asarray(value, np.float32)
-
-    def invoke(self) -> None:
-        out = self.keras_model(self._x, training=False)
-        out = out if isinstance(out, (list, tuple)) else [out]
-        self._values = [np.asarray(_to_numpy(o), np.float32) for o in out]
-
-    def get_tensor(self, index: int) -> np.ndarray:
-        return self._values[index - 1]
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    import keras
-
-    return keras.ops.convert_to_numpy(value)
-
-
-def _registry_entry(model_name: str, arch: str | None) -> Any:
-    from edgekit.zoo.registry import get_entry, list_models
-
-    if arch:
-        return get_entry(arch)
-    names = sorted((e.name for e in list_models()), key=len, reverse=True)
-    hit = next((n for n in names if model_name == n or model_name.startswith(n + "_")), None)
-    if hit is None:
-        raise UsageError(
-            f"cannot tell which zoo model {model_name!r} is",
-            hint="pass --arch NAME (see edgekit models list)",
-        )
-    return get_entry(hit)
-
-
 def load_keras(
     path: Path,
     *,
@@ -184,48 +110,27 @@ def load_keras(
     labels: Sequence[str] = (),
     dataset_names: Sequence[str] = (),
 ) -> Any:
-    """A ``Model`` over a Keras checkpoint, decoded with the spec saved next to it
-    (``<name>.spec.json``), else the registry spec of its architecture (``arch``, else the
-    longest registry name its model name starts with). Labels: ``labels``, else the dataset's
-    class names when their number matches the model's classes."""
+    """A ``Model`` over a Keras checkpoint, decoded with its spec
+    (:func:`edgekit.zoo.checkpoint.checkpoint_model_spec`: the ``<name>.spec.json`` next to it,
+    else the zoo spec of its architecture, ``arch`` or told from its name). Labels: ``labels``,
+    else the dataset's class names when their number matches the model's classes."""
     try:
         import keras  # noqa: F401
     except ImportError as exc:
         raise DependencyMissing(
             f"evaluating a Keras checkpoint needs TensorFlow/Keras ({exc})"
         ) from None
-    from edgekit.runtime.interpreter import BackendInfo
-    from edgekit.runtime.model import Model
+    from edgekit.zoo.checkpoint import checkpoint_model_spec, load_checkpoint_model
+    from edgekit.zoo.keras_runtime import runtime_model
 
-    try:
-        from edgekit.zoo.saving import load_keras_model
-
-        km = load_keras_model(path)
-    except Exception as exc:
-        raise ModelLoadError(f"{path}: cannot load Keras model ({exc})") from None
+    km = load_checkpoint_model(path)
     if km.name.endswith("_raw"):
         raise UsageError(
             f"{path}: {km.name!r} is a raw training head without its decode layer",
             hint="evaluate the model built with decode=True, or its .tflite export",
         )
-    from edgekit.zoo.checkpoint import checkpoint_spec
-
-    names = tuple(labels)
-    saved = None if arch else checkpoint_spec(path)
-    if saved is not None:  # what edgekit train/import wrote next to the checkpoint
-        spec = dataclasses.replace(saved, labels=names or saved.labels)
-    else:
-        entry = _registry_entry(km.name, arch)
-        if not names and dataset_names:
-            try:
-                spec = entry.spec(km, tuple(dataset_names))
-            except UsageError:
-                spec = entry.spec(km)
-        else:
-            spec = entry.spec(km, names)
-    spec = dataclasses.replace(spec, name=path.stem)
-    interp = KerasInterpreter(km)
-    return Model(interp, spec, backend=BackendInfo("keras", 1), path=path)
+    spec = checkpoint_model_spec(path, km, arch=arch, labels=labels, dataset_names=dataset_names)
+    return runtime_model(km, dataclasses.replace(spec, name=path.stem), path=path)
 
 
 def load_model(
@@ -248,45 +153,6 @@ def load_model(
 
 
 # --- data ------------------------------------------------------------------------------------
-
-
-def load_eval_dataset(
-    path: Path | str,
-    format: str = "auto",
-    *,
-    split: str = "val",
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    max_images: int | None = None,
-) -> Any:
-    """Read the dataset, take the split and the first ``max_images`` images."""
-    from edgekit.data import read_dataset, split_dataset
-    from edgekit.eval.classify import is_image_folder, read_image_folder
-
-    p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"{p}: no such dataset file or folder")
-    if split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if format == "folder" or (format == "auto" and is_image_folder(p)):
-        ds = read_image_folder(p)
-    else:
-        ds = read_dataset(p, format)
-    if len(ds) == 0:
-        raise DatasetError(f"{p}: the dataset has no images")
-    if split != "all":
-        train, val = split_dataset(ds, val_fraction, seed)
-        ds = val if split == "val" else train
-        if len(ds) == 0:
-            raise DatasetError(
-                f"{p}: the {split} split (val fraction {val_fraction}) has no images",
-                hint="use --all",
-            )
-    if max_images is not None:
-        if max_images < 1:
-            raise UsageError(f"--max-images must be >= 1, got {max_images}")
-        ds = ds.subset(range(min(max_images, len(ds))))
-    return ds
 
 
 def check_task(task: str, dataset: Any, data: Path | str) -> None:
@@ -353,7 +219,7 @@ def evaluate_model(
 
     if not Path(config.model).is_file():
         raise ModelLoadError(f"{config.model}: model file not found")
-    dataset = load_eval_dataset(
+    dataset = load_dataset(
         config.data,
         config.format,
         split=config.split,

@@ -49,8 +49,8 @@ def quantize_tflite(
             "ai-edge-quantizer is not installed", hint="pip install 'edgekit[quantizer]'"
         ) from exc
     from edgekit.core.artifact import flatbuffer_end, read_embedded
+    from edgekit.core.flatbuffer import read_tflite
     from edgekit.export.metadata import finalize_spec, write_artifact
-    from edgekit.runtime.flatbuffer import read_tflite
     from edgekit.runtime.interpreter import read_model_bytes
     from edgekit.runtime.model import Model
 

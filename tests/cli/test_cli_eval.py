@@ -8,7 +8,7 @@ import pytest
 
 from edgekit.cli.main import main
 from edgekit.data import read_dataset, split_dataset
-from edgekit.eval import load_eval_dataset
+from edgekit.data.load import load_dataset as load_eval_dataset
 
 SSD = "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
 

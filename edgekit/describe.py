@@ -14,7 +14,7 @@ from typing import Any
 
 from edgekit.core.artifact import read_embedded
 from edgekit.errors import EdgekitError, ModelLoadError
-from edgekit.runtime.model import ASSUMED_COCO80
+from edgekit.runtime.spec import ASSUMED_COCO80
 
 __all__ = ["describe_model", "format_description"]
 
@@ -90,7 +90,7 @@ def describe_model(path: str | Path, *, load: bool = True) -> dict[str, Any]:
     Raises :class:`ModelLoadError` when the file is missing or is not a readable TFLite model.
     With ``load=False`` no interpreter is created (flatbuffer and embedded files only).
     """
-    from edgekit.runtime.flatbuffer import read_tflite
+    from edgekit.core.flatbuffer import read_tflite
     from edgekit.runtime.interpreter import read_model_bytes
     from edgekit.runtime.metadata import ModelMetadata, read_metadata
 
@@ -225,7 +225,7 @@ def _infer_from_graph(
 ) -> tuple[Any, str | None, tuple[str, ...]]:
     """Recognise the model from the flatbuffer's tensors alone (no interpreter): its spec,
     ``"inferred"``, and the labels assumed for it (COCO-80 for an 80-class YOLO head)."""
-    from edgekit.runtime.model import assumed_labels, infer_spec
+    from edgekit.runtime.spec import assumed_labels, infer_spec
 
     op_outputs = next(
         (

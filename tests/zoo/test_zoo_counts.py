@@ -8,7 +8,7 @@ pytest.importorskip("tensorflow")
 
 import keras
 
-from edgekit.zoo.stats import count_macs, layer_macs, model_stats
+from edgekit.zoo.counts import count_macs, layer_macs, model_stats
 
 
 def test_macs_of_each_layer_kind():

@@ -1,5 +1,5 @@
-"""The recipe runner for detection students (SSDLite, YOLO-tiny from the zoo, or a checkpoint
-such as a teacher brought in by ``edgekit import``).
+"""The recipe runner for detection and pose students (SSDLite, YOLO-tiny, the MoveNet-style
+model from the zoo, or a checkpoint such as a teacher brought in by ``edgekit import``).
 
 The teacher (any detection ``.tflite``, e.g. SSD MobileNet V1 COCO) labels the TRAIN split of a
 COCO/YOLO/VOC dataset plus every ``every_n``-th frame of ``videos``; human labels win where they
@@ -32,18 +32,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgekit.compress.recipes.config import EXPORT_STAGES, Stage, StageResult
+from edgekit.compress.recipes.measure import (
+    artifact_path,
+    gzip_size,
+    run_stages,
+    score_artifact,
+    stage_guard,
+)
 from edgekit.errors import DatasetError, UsageError
 
-__all__ = ["DETECT_STAGES", "run_detection_recipe"]
+__all__ = ["DENSE_STAGES", "DETECT_STAGES", "run_detection_recipe"]
 
-DETECT_STAGES = ("train", "distill", "finetune", "structured", "int8", "float16", "dynamic",
-                 "float32")  # fmt: skip
 MIN_CROP_PX = 48.0  # pose: people whose box is smaller than this (pixels) are not cropped
 CROP_SIZE = 192  # pose: crop side in pixels (MoveNet Lightning's input)
 
 
 @dataclass
 class _State:
+    entry: Any = None  # the student's zoo or checkpoint entry
+    log: Callable[[str], None] = print
+    pose: bool = False
+    labelled: str = "train"  # how a distill stage labels its data: "distill" with a teacher
+    train_split: Any = None
+    classes: tuple[str, ...] = ()
     model: Any = None
     spec: Any = None
     data_yaml: Path | None = None
@@ -55,12 +67,11 @@ class _State:
 def run_detection_recipe(
     config: Any, entry: Any, *, log: Callable[[str], None] = print
 ) -> list[Any]:
-    """Run ``config`` (a :class:`~edgekit.compress.recipe.CompressConfig`) for the zoo detector
-    ``entry``; writes artifacts, training runs and report.{md,json,png} under ``config.out``."""
-    from edgekit.compress.recipe import Stage, stage_guard
-    from edgekit.compress.report import write_report
+    """Run ``config`` (a :class:`~edgekit.compress.recipes.config.CompressConfig`) for the
+    detection or pose student ``entry`` (a zoo entry or a checkpoint's); writes artifacts,
+    training runs and report.{md,json,png} under ``config.out``."""
     from edgekit.data import split_dataset
-    from edgekit.train.fit import load_training_data
+    from edgekit.data.load import load_dataset
 
     bad = [s.label for s in config.stages if s.name not in DETECT_STAGES]
     if bad:
@@ -85,7 +96,7 @@ def run_detection_recipe(
         raise UsageError(f"{teacher}: a pose teacher is a .tflite model (e.g. MoveNet)")
     if teacher and not teacher.endswith((".tflite", ".keras")):
         raise UsageError(f"{teacher}: a detection teacher is a .tflite or a .keras SSD checkpoint")
-    dataset = load_training_data(config.data)
+    dataset = load_dataset(config.data)
     if dataset.source_format == "folder":
         raise DatasetError(f"{config.data}: a {entry.task} student needs a COCO/YOLO/VOC dataset")
     classes = ("person",) if pose else tuple(config.classes or dataset.class_names)
@@ -96,7 +107,7 @@ def run_detection_recipe(
             "(held-back evaluation needs their ground truth)"
         )
     if config.val_data is not None:  # a separate evaluation set: train on all of data
-        train_split, val_split = dataset, load_training_data(config.val_data)
+        train_split, val_split = dataset, load_dataset(config.val_data)
     else:
         train_split, val_split = split_dataset(dataset, config.val_fraction, config.seed)
     if config.max_labelled is not None:
@@ -104,7 +115,10 @@ def run_detection_recipe(
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
-    state = _State()
+    # the teacher's boxes join the labels (a .tflite teacher, unless turned off); soft targets
+    # come with any SSD teacher
+    labelled = "distill" if teacher.endswith(".tflite") and config.teacher_boxes else "train"
+    state = _State(entry, log, pose, labelled, train_split, classes)
     if pose:
         state.eval_data = _pose_data(config, "val", val_split, log)
     if teacher.endswith(".tflite"):  # the deployed teacher, on the same split and bench
@@ -115,9 +129,6 @@ def run_detection_recipe(
             )
     if teacher and not pose:
         state.soft_teacher = _soft_teacher(config, entry, log)
-    # the teacher's boxes join the labels (a .tflite teacher, unless turned off); soft targets
-    # come with any SSD teacher
-    labelled = "distill" if teacher.endswith(".tflite") and config.teacher_boxes else "train"
     if config.init is not None and config.stages[0].name not in trains:
         with stage_guard(config, "input", results, log):
             state.model, state.spec = _from_init(config, entry, classes)
@@ -127,40 +138,55 @@ def run_detection_recipe(
             measured = _measure(config, state.model, stage_input, "float32", t0, {}, log, state,
                                 len(results))  # fmt: skip
             results.append(measured)
-    for i, stage in enumerate(config.stages):
-        t0 = time.perf_counter()
-        position = f"[{i + 1}/{len(config.stages)}]"
-        log(f"{position} {stage.label}")
-        with stage_guard(config, f"{position} {stage.label}", results, log):
-            details: dict[str, Any] = {}
-            fmt = "float32"
-            if stage.name in trains:
-                how = labelled if stage.name == "distill" else "train"
-                state.data_yaml = _train_data(config, pose, how, train_split, classes, log)
-                details = _fit(config, entry, state, config.epochs, config.learning_rate,
-                               freeze=config.freeze, init=config.init, log=log,
-                               soft=stage.name == "distill")  # fmt: skip
-            elif stage.name == "finetune":
-                details = _fit(config, entry, state, _ft_epochs(config),
-                               config.finetune_learning_rate, model=state.model, log=log)  # fmt: skip
-            elif stage.name == "structured":
-                from edgekit.compress.structured import param_count, prune_channels
-                from edgekit.zoo.checkpoint import raw_heads
 
-                before = param_count(state.model)
-                images = _calibration(config, state)
-                thin, _ = prune_channels(raw_heads(state.model), float(stage.arg), images=images)
-                details = _fit(config, entry, state, _ft_epochs(config),
-                               config.finetune_learning_rate, model=thin, log=log)  # fmt: skip
-                details.update(ratio=stage.arg, params_before=before,
-                               params_after=param_count(state.model))  # fmt: skip
-            else:
-                fmt = stage.name
-            results.append(
-                _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
-            )
-            write_report(results, out, config)
-    return results
+    def run_stage(stage: Stage, t0: float) -> StageResult:
+        run = DENSE_STAGES.get(stage.name)  # the export stages only export and measure
+        details = run(config, state, stage) if run is not None else {}
+        fmt = "float32" if run is not None else stage.name
+        return _measure(config, state.model, stage, fmt, t0, details, log, state, len(results))
+
+    return run_stages(config, results, log, run_stage)
+
+
+def _train_stage(config: Any, state: _State, stage: Stage) -> dict[str, Any]:
+    how = state.labelled if stage.name == "distill" else "train"
+    state.data_yaml = _train_data(
+        config, state.pose, how, state.train_split, state.classes, state.log
+    )
+    return _fit(config, state.entry, state, config.epochs, config.learning_rate,
+                freeze=config.freeze, init=config.init, log=state.log,
+                soft=stage.name == "distill")  # fmt: skip
+
+
+def _finetune_stage(config: Any, state: _State, stage: Stage) -> dict[str, Any]:
+    return _fit(config, state.entry, state, _ft_epochs(config), config.finetune_learning_rate,
+                model=state.model, log=state.log)  # fmt: skip
+
+
+def _structured_stage(config: Any, state: _State, stage: Stage) -> dict[str, Any]:
+    from edgekit.compress.structured import param_count, prune_channels
+    from edgekit.zoo.checkpoint import raw_heads
+
+    before = param_count(state.model)
+    images = _calibration(config, state)
+    thin, _ = prune_channels(raw_heads(state.model), float(stage.arg), images=images)
+    details = _fit(config, state.entry, state, _ft_epochs(config), config.finetune_learning_rate,
+                   model=thin, log=state.log)  # fmt: skip
+    details.update(ratio=stage.arg, params_before=before, params_after=param_count(state.model))
+    return details
+
+
+#: What each stage does to a detection or pose student before it is exported and measured (the
+#: export stages only export and measure). Magnitude pruning and QAT are not here: they need
+#: TFMOT's tf-keras twin, which edgekit builds for classifiers only. A new stage: its name in
+#: recipes/config.py and a row here.
+DENSE_STAGES: dict[str, Callable[[Any, _State, Stage], dict[str, Any]]] = {
+    "train": _train_stage,
+    "distill": _train_stage,
+    "finetune": _finetune_stage,
+    "structured": _structured_stage,
+}
+DETECT_STAGES = (*DENSE_STAGES, *EXPORT_STAGES)
 
 
 def _calibration(config: Any, state: _State, n: int = 32) -> Any:
@@ -273,7 +299,7 @@ def _soft_teacher(config: Any, entry: Any, log: Callable[[str], None]) -> Path |
     reason logged): a ``.keras`` SSD checkpoint as it is, a ``.tflite`` through ``edgekit
     import`` (saved as ``teacher_import.keras`` in the output folder)."""
     from edgekit.errors import EdgekitError
-    from edgekit.zoo.checkpoint import checkpoint_spec
+    from edgekit.zoo.checkpoint import checkpoint_spec, spec_path
     from edgekit.zoo.importer import import_tflite, save_imported
 
     if entry.decoder != "ssd_raw":
@@ -286,7 +312,7 @@ def _soft_teacher(config: Any, entry: Any, log: Callable[[str], None]) -> Path |
             raise UsageError(f"{path}: a .keras teacher must be an SSD checkpoint with its spec")
         return path
     target = config.out / "teacher_import.keras"
-    if target.is_file() and target.with_suffix(".spec.json").is_file():
+    if target.is_file() and spec_path(target).is_file():
         return target
     try:
         imported = import_tflite(path)
@@ -379,7 +405,6 @@ def _measure(
     state: _State | None,
     index: int = 0,
 ) -> Any:
-    from edgekit.compress.recipe import StageResult, gzip_size, score_artifact
     from edgekit.compress.structured import param_count
 
     if fmt == "teacher":
@@ -424,15 +449,14 @@ def _measure(
 
 
 def _export(config: Any, model: Any, state: _State, stage: Any, fmt: str, index: int) -> Path:
-    from edgekit.compress.recipe import artifact_path
     from edgekit.export.tflite import ExportConfig, export_model
 
     target = artifact_path(config, index, stage, fmt)
     if fmt == "float32":  # usable as --student or --init of a later run, spec next to it
-        from edgekit.train.callbacks import atomic_write
+        from edgekit.zoo.checkpoint import save_checkpoint_spec
 
         model.save(target.with_suffix(".keras"))
-        atomic_write(target.with_suffix(".spec.json"), state.spec.to_json())
+        save_checkpoint_spec(target.with_suffix(".keras"), state.spec)
     images = state.data_yaml.parent / "images" if state.data_yaml else None
     res = export_model(
         model,

@@ -10,14 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgekit.core.artifact import embed
-from edgekit.core.types import ModelSpec
-from edgekit.runtime.flatbuffer import (
+from edgekit.core.flatbuffer import (
     BUILTIN_OPERATORS,
     TENSOR_TYPES,
     builtin_name,
     read_tflite,
     read_tflite_file,
 )
+from edgekit.core.types import ModelSpec
 
 schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
 flatbuffers = pytest.importorskip("flatbuffers")

@@ -53,7 +53,12 @@ def watchdog_interval(*, environ: Mapping[str, str] | None = None) -> float | No
 
 class WatchdogSink:
     """A loop sink that reports liveness: ``READY=1`` at the first result, then ``WATCHDOG=1``
-    at most every ``interval/4`` seconds; ``STOPPING=1`` on close."""
+    at most every ``interval/4`` seconds; ``STOPPING=1`` on close (every call: systemd
+    ignores repeats)."""
+
+    name = "systemd watchdog"
+    wants_image = False
+    stop_requested = False
 
     def __init__(
         self,
@@ -73,7 +78,7 @@ class WatchdogSink:
         if notify(state, environ=self._env):
             self.sent.append(state)
 
-    def write(self, result: object) -> None:
+    def write(self, result: object, image: object = None) -> None:
         now = self._clock()
         if not self._ready:
             self._ready = True

@@ -8,7 +8,7 @@ import pytest
 
 from edgekit.cli.main import main
 from edgekit.core.types import ModelSpec
-from edgekit.export.representative import sample_photos
+from edgekit.io.sources import sample_images as sample_photos
 
 
 def test_help_teaches(capsys):

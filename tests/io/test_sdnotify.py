@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from edgekit.deploy.sdnotify import WatchdogSink, notify, watchdog_interval
+from edgekit.io.sdnotify import WatchdogSink, notify, watchdog_interval
 
 
 @pytest.fixture
