@@ -17,6 +17,15 @@ from edgekit.serve import PreviewSink
 MAGENTA = (255, 0, 255)
 
 
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.01)
+
+
 def make_result(index: int, *, w: int = 320, h: int = 240, gray: int | None = None) -> FrameResult:
     """A magenta frame (or a uniform ``gray`` one) with two tracked people."""
     image = np.empty((h, w, 3), np.uint8)

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,18 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 VIDEO = SHARED / "video" / "vtest.avi"
 MODEL = SHARED / "models" / "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
-
-
-def cpu_name() -> str:
-    """``lscpu`` model name (falls back to platform.processor())."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
-    for line in out.splitlines():
-        if line.strip().startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def fake_step(ms: float) -> Callable[[Any], Any]:
@@ -149,8 +136,10 @@ def bench(
         ]
     import cv2
 
+    from edgekit.bench.machine import machine_line
+
     return {
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.machine()}",
+        "machine": machine_line(),
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "python": platform.python_version(),
         "opencv": cv2.__version__,

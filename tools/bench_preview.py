@@ -358,17 +358,6 @@ def run_config(
     }
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
-    for line in out.splitlines():
-        if line.strip().startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
 def bench(
     *,
     configs: tuple[Config, ...] = CONFIGS,
@@ -441,6 +430,8 @@ def bench(
                 "errors": max(x["errors"] for x in mine),
             }
         )
+    from edgekit.bench.machine import machine_line
+
     return {
         "setup": {
             "step": what,
@@ -449,7 +440,7 @@ def bench(
             "rounds": rounds,
             "write_timeout_s": write_timeout,
             "preview_fps": preview_fps,
-            "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.machine()}",
+            "machine": machine_line(),
             "python": platform.python_version(),
             "load_average": [round(v, 1) for v in loads if v is not None],
         },

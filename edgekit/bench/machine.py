@@ -170,6 +170,12 @@ def machine_info(root: Path = Path("/")) -> dict[str, Any]:
     return info
 
 
+def machine_line(root: Path = Path("/")) -> str:
+    """One line for a benchmark table: CPU model, cores, architecture."""
+    info = machine_info(root)
+    return f"{info['cpu']}, {info['cores']} cores, {info['arch']}"
+
+
 def bench_with_machine(
     config: Any, *, progress: Callable[[int, int], None] | None = None
 ) -> tuple[list[Any], dict[str, Any]]:

@@ -12,7 +12,7 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-from preview_helpers import feeding, http_get, make_result, read_parts
+from preview_helpers import feeding, http_get, make_result, read_parts, wait_for
 
 from edgekit.errors import SinkError, UsageError
 from edgekit.io import overlay
@@ -37,14 +37,6 @@ def sink():
         yield s
     finally:
         s.close()
-
-
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
 
 
 def base(sink: PreviewSink) -> str:

@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from preview_helpers import make_result
+from preview_helpers import make_result, wait_for
 
 from edgekit.errors import UsageError
 from edgekit.serve import PreviewLimits, PreviewSink
@@ -26,14 +26,6 @@ def sink():
         yield s
     finally:
         s.close()
-
-
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
 
 
 def connect(port: int) -> socket.socket:
