@@ -301,6 +301,8 @@ def stage_zoo(data: Path, out: Path, r: Recipe, paths: dict) -> dict[str, Path]:
         stages="distill,int8",
         classes=("person",),
         teacher_boxes=False,  # the same labels and soft targets as the imported route
+        temperature=r.temperature,
+        distill_weight=r.distill_weight,
         input_size=r.det_img,
         epochs=r.zoo_epochs or r.det_epochs,
         batch_size=r.det_batch,

@@ -55,7 +55,7 @@ import click
 @click.option(
     "--temperature",
     type=click.FloatRange(min=0, min_open=True),
-    help="Distillation temperature [4].",
+    help="Distillation temperature [4 for classifiers' softmax, 1 for detectors' sigmoid scores].",
 )
 @click.option("--seed", type=int, help="Seed for the split, initialization and shuffling [0].")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for latency measurement [1].")
@@ -136,9 +136,9 @@ def compress(recipe, videos, **options) -> None:
           --data coco128/ --video vtest.avi --classes person \\
           --teacher coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite --recipe distill,int8
       edgekit import ssd_teacher.tflite -o teacher.keras
-      edgekit compress --student teacher.keras --teacher ssd_teacher.tflite \
-          --data people/train.yaml --val-data people/valid.yaml --classes person \
-          --input-size 224 --temperature 2 --recipe distill,structured:0.3,int8
+      edgekit compress --student teacher.keras --teacher ssd_teacher.tflite \\
+          --data people/train.yaml --val-data people/valid.yaml --classes person \\
+          --no-teacher-boxes --input-size 224 --recipe distill,int8,structured:0.25,int8
       edgekit compress --recipe recipe.yaml     (stages: [...] plus any option above)
     """
     from edgekit.compress.recipes import CompressConfig, load_recipe, parse_recipe, run_recipe

@@ -32,6 +32,15 @@ def test_config_checks(tmp_path):
     assert cfg.stages == (Stage("train"), Stage("int8")) and cfg.data == tmp_path
 
 
+def test_soft_temperature_defaults_by_task(tmp_path):
+    cfg = CompressConfig(student="mobilenet_v2", data=tmp_path, stages="train")
+    # a classifier's softmax is softened; a detector's sigmoid scores are not (T > 1 would lift
+    # every background anchor towards 0.5)
+    assert cfg.soft_temperature(detector=False) == 4.0 and cfg.soft_temperature(True) == 1.0
+    cfg = CompressConfig(student="mobilenet_v2", data=tmp_path, stages="train", temperature=2)
+    assert cfg.soft_temperature(False) == cfg.soft_temperature(True) == 2.0
+
+
 def test_yaml_recipe(tmp_path):
     p = tmp_path / "r.yaml"
     p.write_text("stages: [train, 'prune:0.5']\nepochs: 3\nstudent: mobilenet_v2\n")

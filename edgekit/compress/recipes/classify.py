@@ -158,11 +158,11 @@ def _train_stage(config: CompressConfig, state: _State, stage: Stage) -> dict[st
             )
         else:
             logits = raw
-        details.update(teacher=str(config.teacher), alpha=config.alpha, temperature=config.temperature,
+        details.update(teacher=str(config.teacher), alpha=config.alpha, temperature=config.soft_temperature(False),
                        cache_hits=cache.hits, cache_misses=cache.misses)  # fmt: skip
         state.teacher_logits = logits
     hist = train_classifier(
-        state.model, state.train, teacher_logits=logits, alpha=config.alpha, temperature=config.temperature,
+        state.model, state.train, teacher_logits=logits, alpha=config.alpha, temperature=config.soft_temperature(False),
         epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
     )  # fmt: skip
     details["final_loss"] = hist["loss"][-1]
@@ -174,7 +174,7 @@ def _finetune(config: CompressConfig, state: _State, model: Any) -> None:
 
     train_classifier(
         model, state.train, teacher_logits=state.teacher_logits, alpha=config.alpha,
-        temperature=config.temperature, epochs=config.finetune_epochs or config.epochs,
+        temperature=config.soft_temperature(False), epochs=config.finetune_epochs or config.epochs,
         batch_size=config.batch_size, learning_rate=config.finetune_learning_rate, seed=config.seed,
     )  # fmt: skip
 

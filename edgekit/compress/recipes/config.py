@@ -94,7 +94,7 @@ class CompressConfig:
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 3e-4
     alpha: float = 0.9
-    temperature: float = 4.0
+    temperature: float | None = None  # None: 4 for classifiers (softmax), 1 for detectors
     val_fraction: float = 0.2
     seed: int = 0
     calib_samples: int = 64
@@ -119,6 +119,14 @@ class CompressConfig:
     )
     distill_weight: float = 1.0  # detectors: weight of the teacher's per-anchor soft targets
     teacher_boxes: bool = True  # detectors: add the teacher's boxes where humans labelled none
+
+    def soft_temperature(self, detector: bool) -> float:
+        """The distillation temperature: ``temperature``, else 4 for a classifier's softmax
+        and 1 for a detector's per-class sigmoids (T > 1 pulls every background anchor's soft
+        target towards 0.5: at T = 2 two thirds of an SSD teacher's anchors get targets > 0.1)."""
+        if self.temperature is not None:
+            return self.temperature
+        return 1.0 if detector else 4.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))

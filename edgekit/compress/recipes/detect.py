@@ -377,7 +377,7 @@ def _fit(
         eager=config.eager,
         mosaic=config.mosaic,
         teacher=state.soft_teacher if soft else None,
-        temperature=config.temperature,
+        temperature=config.soft_temperature(True),
         distill_weight=config.distill_weight,
     )
     if model is not None and entry.task == "pose":  # training fits the heads, not the decode
