@@ -506,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     paths = stage_data(data, out, r)
-    teachers = stage_import(data, out, r) if set(stages) & {"import", "detect", "pose"} else {}
+    # the students' recipes name the imported teachers, also when a later stage only reads them
+    teachers = stage_import(data, out, r) if set(stages) - {"data", "zoo"} else {}
     rows: dict[str, dict[str, Path]] = {
         "detect": {"teacher": data / DET_TEACHER},
         "pose": {"teacher": data / POSE_TEACHER},
