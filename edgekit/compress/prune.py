@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.compress.structured import layer_inputs
 from edgekit.errors import DependencyMissing, UsageError
 
 __all__ = [
@@ -84,15 +85,6 @@ def _tf_layer(tfk: Any, layer: Any) -> Any:
     return cls(**cfg)
 
 
-def _inbound(layer: Any) -> list[Any]:
-    nodes = layer._inbound_nodes
-    if len(nodes) != 1:
-        raise UsageError(
-            f"layer {layer.name!r} is shared or unused ({len(nodes)} calls); cannot translate"
-        )
-    return list(nodes[0].input_tensors)
-
-
 def to_tf_keras(model: Any, *, check: bool = True) -> Any:
     """Rebuild a Keras 3 functional ``model`` with tf-keras layers, copy its weights, and (with
     ``check``) verify both give the same outputs on random input."""
@@ -108,7 +100,7 @@ def to_tf_keras(model: Any, *, check: bool = True) -> Any:
             t = tfk.Input(shape=shape, name=layer.name)
             tensors[id(layer.output)] = t
             continue
-        inputs = [tensors[id(t)] for t in _inbound(layer)]
+        inputs = [tensors[id(t)] for t in layer_inputs(layer, "translate")]
         new = _tf_layer(tfk, layer)
         arg = inputs if type(layer).__name__ in _MULTI_INPUT or len(inputs) > 1 else inputs[0]
         out = new(arg)

@@ -186,11 +186,12 @@ def plan_channels(
     return ChannelPlan(keep, before, after)
 
 
-def _inputs_of(layer: Any) -> list[Any]:
+def layer_inputs(layer: Any, doing: str) -> list[Any]:
+    """The input tensors of a functional model's layer that is called exactly once."""
     nodes = layer._inbound_nodes
     if len(nodes) != 1:
         raise UsageError(
-            f"layer {layer.name!r} is shared ({len(nodes)} calls); cannot prune channels"
+            f"layer {layer.name!r} is shared or unused ({len(nodes)} calls); cannot {doing}"
         )
     return list(nodes[0].input_tensors)
 
@@ -207,7 +208,7 @@ def _propagate(
         if cls == "InputLayer":
             tensor_keep[id(layer.output)] = None
             continue
-        in_keeps = [tensor_keep.get(id(t)) for t in _inputs_of(layer)]
+        in_keeps = [tensor_keep.get(id(t)) for t in layer_inputs(layer, "prune channels")]
         pruned_in = [k for k in in_keeps if k is not None]
         if pruned_in and len(in_keeps) > 1:
             raise UsageError(

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from edgekit.data.dataset import Dataset, ImageRecord, Problem, Problems, display_path
+from edgekit.data.images import image_size
 from edgekit.data.load import read_dataset
 
-__all__ = ["CheckReport", "check_dataset", "decode_image_size"]
+__all__ = ["CheckReport", "check_dataset"]
 
 
 @dataclass(frozen=True)
@@ -73,30 +74,6 @@ class CheckReport:
         }
 
 
-def decode_image_size(path: Path) -> tuple[int, int]:
-    """Fully decode an image (so truncated files fail) and return (width, height).
-
-    Raises ``ValueError`` with the decoder's reason when it cannot be decoded.
-    """
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - PIL comes with matplotlib
-        Image = None
-    if Image is not None:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                return int(im.size[0]), int(im.size[1])
-        except Exception as exc:
-            raise ValueError(str(exc) or type(exc).__name__) from None
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("OpenCV cannot decode it")
-    return int(img.shape[1]), int(img.shape[0])
-
-
 def _decode_one(record: ImageRecord) -> tuple[str | None, tuple[int, int] | None, str]:
     try:
         data = record.path.read_bytes()
@@ -104,7 +81,7 @@ def _decode_one(record: ImageRecord) -> tuple[str | None, tuple[int, int] | None
         return f"cannot read ({exc.strerror or exc})", None, ""
     digest = hashlib.sha1(data).hexdigest()
     try:
-        size = decode_image_size(record.path)
+        size = image_size(record.path, decode=True)
     except ValueError as exc:
         return f"cannot decode image ({exc})", None, digest
     return None, size, digest

@@ -20,6 +20,7 @@ from edgekit.errors import DatasetError
 __all__ = [
     "IMAGE_SUFFIXES",
     "decode_rgb",
+    "image_size",
     "is_image_folder",
     "list_images",
     "read_image_folder",
@@ -40,21 +41,34 @@ def read_image_size(path: Path | str) -> tuple[int, int]:
     if not p.is_file():
         raise DatasetError(f"{p}: image file not found")
     try:
+        return image_size(p)
+    except ValueError as exc:
+        raise DatasetError(f"{p}: cannot read image ({exc})") from None
+
+
+def image_size(path: Path | str, *, decode: bool = False) -> tuple[int, int]:
+    """(width, height) of an image file: from its header, or with ``decode`` after decoding every
+    pixel (so a truncated file fails). PIL reads it; OpenCV decodes it where PIL is missing.
+
+    Raises ``ValueError`` with the decoder's reason when it cannot be read as an image.
+    """
+    try:
         from PIL import Image
     except ImportError:  # pragma: no cover - PIL comes with matplotlib
         Image = None
     if Image is not None:
         try:
-            with Image.open(p) as im:
-                w, h = im.size
-            return int(w), int(h)
+            with Image.open(path) as im:
+                if decode:
+                    im.load()
+                return int(im.size[0]), int(im.size[1])
         except Exception as exc:
-            raise DatasetError(f"{p}: cannot read image ({exc})") from None
+            raise ValueError(str(exc) or type(exc).__name__) from None
     import cv2
 
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise DatasetError(f"{p}: cannot read image")
+        raise ValueError("OpenCV cannot decode it")
     return int(img.shape[1]), int(img.shape[0])
 
 

@@ -80,10 +80,10 @@ def conv_bn(
     km: ModuleType,
 ) -> Any:
     """Conv2D (no bias, "same") -> BatchNorm -> activation; layers ``{name}``, ``_bn``, ``_act``."""
-    L = km.layers
-    x = L.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
-    x = L.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
-    return activation(x, act, f"{name}_{act}", km) if act else x
+    x = km.layers.Conv2D(
+        filters, kernel, strides=stride, padding="same", use_bias=False, name=name
+    )(x)
+    return _bn_act(x, act, name, km)
 
 
 def dw_bn(
@@ -96,9 +96,15 @@ def dw_bn(
     km: ModuleType,
 ) -> Any:
     """DepthwiseConv2D (no bias, "same") -> BatchNorm -> activation."""
-    L = km.layers
-    x = L.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
-    x = L.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = km.layers.DepthwiseConv2D(
+        kernel, strides=stride, padding="same", use_bias=False, name=name
+    )(x)
+    return _bn_act(x, act, name, km)
+
+
+def _bn_act(x: Any, act: str | None, name: str, km: ModuleType) -> Any:
+    """BatchNorm ``{name}_bn`` then activation ``{name}_{act}`` (none when ``act`` is None)."""
+    x = km.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return activation(x, act, f"{name}_{act}", km) if act else x
 
 
