@@ -134,3 +134,64 @@ def test_decoded_models_survive_a_keras_save_and_load(tmp_path):
         np.testing.assert_allclose(
             np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False)), atol=1e-6
         )
+
+
+def test_movenet_decode_converts_to_a_gather_tail_that_matches_numpy():
+    """In TFLite the decode is ARG_MAX + GATHER (no one-hot products summed over the grid) and
+    gives the numpy reference's keypoints."""
+    import keras
+    import tensorflow as tf
+
+    from edgekit.core.flatbuffer import read_tflite
+    from edgekit.runtime.interpreter import resolve_backend
+
+    gh, gw, k = 12, 10, 17
+    heads = {"center": 1, "regression": 2 * k, "heatmaps": k, "offsets": 2 * k}
+    inputs = [keras.Input((gh, gw, c), batch_size=1, name=n) for n, c in heads.items()]
+    model = keras.Model(inputs, MoveNetDecode(k)(*inputs))
+    flat = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    ops = {op.op for op in read_tflite(flat).main.operators}
+    assert {"ARG_MAX", "GATHER"} <= ops and not ops & {"ONE_HOT", "SUM"}
+    interpreter = resolve_backend().interpreter_cls(model_content=flat)
+    interpreter.allocate_tensors()
+    index = {
+        n: d["index"] for d in interpreter.get_input_details() for n in heads if n in d["name"]
+    }
+    rng = np.random.default_rng(6)
+    for _ in range(3):
+        values = {
+            "center": rng.uniform(0, 1, (1, gh, gw, 1)),
+            "regression": rng.normal(0, 3, (1, gh, gw, 2 * k)),
+            "heatmaps": rng.uniform(0, 1, (1, gh, gw, k)),
+            "offsets": rng.uniform(0, 1, (1, gh, gw, 2 * k)),
+        }
+        values = {n: v.astype("float32") for n, v in values.items()}
+        for n, v in values.items():
+            interpreter.set_tensor(index[n], v)
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        ref = movenet_reference(*(v[0] for v in values.values()))
+        np.testing.assert_allclose(got[0, 0], ref, atol=1e-5)
+
+
+def test_take_rows_outside_tensorflow_matches_the_gather(monkeypatch):
+    """The keras.ops route of take_rows (other backends) picks the same entries."""
+    import keras
+
+    from edgekit.zoo.layers import take_rows
+
+    rng = np.random.default_rng(7)
+    params = rng.normal(size=(2, 9, 3)).astype("float32")
+    flat = params[..., 0]
+    rows, many = np.array([4, 0]), np.array([[1, 8, 3], [2, 2, 0]])
+    want = [
+        params[[0, 1], rows],
+        params[np.arange(2)[:, None], many],
+        flat[np.arange(2)[:, None], many],
+    ]
+    gathered = [take_rows(params, rows), take_rows(params, many), take_rows(flat, many)]
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    taken = [take_rows(params, rows), take_rows(params, many), take_rows(flat, many)]
+    for w, g, t in zip(want, gathered, taken, strict=True):
+        np.testing.assert_allclose(np.asarray(g), w)
+        np.testing.assert_allclose(np.asarray(t), w)
