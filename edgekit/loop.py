@@ -370,19 +370,26 @@ class _Run:
         return {name: self.frames - done for name, done in self.disabled_at.items()}
 
     # -- threads -------------------------------------------------------------------------
+    def captures(self, count: bool, poll: Callable[[], None] = lambda: None) -> Iterator[Any]:
+        """Captured frames until a stop, a limit or the source's end; ``poll`` runs before each.
+        ``count``: the captured frames count towards ``max_frames`` here (else at inference)."""
+        frames = iter(self.source)
+        captured = 0
+        while True:
+            poll()
+            if self.stop.is_set() or self.limits_reached(captured if count else None):
+                return
+            item = self.capture_one(frames)
+            if item is None:
+                return
+            if item is _SKIPPED:
+                continue
+            captured += 1
+            yield item
+
     def capture_worker(self, out: _Channel, count: bool) -> None:
         try:
-            frames = iter(self.source)
-            captured = 0
-            while not self.stop.is_set():
-                if self.limits_reached(captured if count else None):
-                    break
-                item = self.capture_one(frames)
-                if item is None:
-                    break
-                if item is _SKIPPED:
-                    continue
-                captured += 1
+            for item in self.captures(count):
                 if not out.put(item, self.stop.is_set):
                     break
         except BaseException as exc:
@@ -426,19 +433,8 @@ class _Run:
 
     def serial(self, poll: Callable[[], None]) -> None:
         """The one-thread loop: capture → step → render → write, checking for a stop each frame."""
-        frames = iter(self.source)
-        captured = 0
-        while True:
-            poll()
-            if self.stop.is_set() or self.limits_reached(captured):
-                return
-            item = self.capture_one(frames)
-            if item is None:
-                return
-            if item is _SKIPPED:
-                continue
-            captured += 1
-            self.output_one(self.infer_one(item))  # type: ignore[arg-type]
+        for item in self.captures(True, poll):
+            self.output_one(self.infer_one(item))
 
     def pipelined(self, latest: bool, queue_size: int, poll: Callable[[], None]) -> None:
         frames_in = _Channel(queue_size, latest=latest)
