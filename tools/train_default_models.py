@@ -55,6 +55,7 @@ POSE_TEACHER = "models/movenet_single_pose_lightning_ptq.tflite"
 BACKBONE_TFLITE = "models/mobilenet_v2_1.0_224_quant.tflite"
 VIDEO = "video/one-by-one-person-detection.mp4"
 STAGES = ("data", "import", "detect", "pose", "zoo", "evaluate", "video", "install")
+TASKS = ("detect", "pose")
 DET_MAX_RATIO, POSE_MAX_RATIO = 0.33, 0.5  # invoke time targets, student / teacher
 
 
@@ -290,9 +291,20 @@ def _imagenet_init(data: Path, out: Path, task: str, r: Recipe) -> Path:
     return target
 
 
-def stage_zoo(data: Path, out: Path, r: Recipe, paths: dict) -> dict[str, Path]:
+def stage_zoo(
+    data: Path, out: Path, r: Recipe, paths: dict, tasks: tuple[str, ...] = TASKS
+) -> dict[str, Path]:
     """The from-scratch route on the same data and epochs: ImageNet-initialised zoo students."""
-    det = _compress(
+    routes: dict[str, Path] = {}
+    if "detect" in tasks:
+        routes["detect"] = _zoo_detect(data, out, r, paths)
+    if "pose" in tasks:
+        routes["pose"] = _zoo_pose(data, out, r, paths)
+    return routes
+
+
+def _zoo_detect(data: Path, out: Path, r: Recipe, paths: dict) -> Path:
+    return _compress(
         DET_MAX_RATIO,
         student="ssdlite_mobilenet_v2",
         width=1.0,
@@ -310,7 +322,10 @@ def stage_zoo(data: Path, out: Path, r: Recipe, paths: dict) -> dict[str, Path]:
         out=out / "zoo" / "detect",
         **_common(r, paths),
     )
-    pose = _compress(
+
+
+def _zoo_pose(data: Path, out: Path, r: Recipe, paths: dict) -> Path:
+    return _compress(
         POSE_MAX_RATIO,
         student="movenet_mobilenet_v2",
         width=1.0,
@@ -324,7 +339,6 @@ def stage_zoo(data: Path, out: Path, r: Recipe, paths: dict) -> dict[str, Path]:
         out=out / "zoo" / "pose",
         **_common(r, paths),
     )
-    return {"detect": det, "pose": pose}
 
 
 # -------------------------------------------------------------------------------- evaluate
@@ -368,16 +382,29 @@ def stage_evaluate(data: Path, out: Path, r: Recipe, rows: dict[str, dict[str, P
 
 
 def _targets(rows: dict[str, dict]) -> dict[str, Any]:
-    det_t, det_s = rows["detect/teacher"], rows["detect/student"]
-    pose_t, pose_s = rows["pose/teacher"], rows["pose/student"]
+    """Each evaluated task's targets (student against its teacher, same run)."""
+    targets: dict[str, Any] = {}
+    if "detect/student" in rows:
+        targets.update(_detect_targets(rows["detect/teacher"], rows["detect/student"]))
+    if "pose/student" in rows:
+        targets.update(_pose_targets(rows["pose/teacher"], rows["pose/student"]))
+    return targets
+
+
+def _detect_targets(det_t: dict, det_s: dict) -> dict[str, Any]:
     ap = (det_s["person_AP50"] or 0.0) / (det_t["person_AP50"] or 1.0)
-    tfex_t = pose_t["tfex_pose"].get("PCK@0.1") or 0.0
-    tfex_s = pose_s["tfex_pose"].get("PCK@0.1") or 0.0
     return {
         "detect_AP50_ratio": ap,
         "detect_AP50_ok (>= 0.9)": ap >= 0.9,
         "detect_invoke_ratio": det_s["invoke_p50_ms"] / det_t["invoke_p50_ms"],
         "detect_invoke_ok (<= 0.33)": det_s["invoke_p50_ms"] <= 0.33 * det_t["invoke_p50_ms"],
+    }
+
+
+def _pose_targets(pose_t: dict, pose_s: dict) -> dict[str, Any]:
+    tfex_t = pose_t["tfex_pose"].get("PCK@0.1") or 0.0
+    tfex_s = pose_s["tfex_pose"].get("PCK@0.1") or 0.0
+    return {
         "pose_PCK_vs_movenet": pose_s["PCK@0.1"],
         "pose_PCK_ok (>= 0.9)": (pose_s["PCK@0.1"] or 0.0) >= 0.9,
         "pose_tfex_PCK_student_teacher": [tfex_s, tfex_t],
@@ -463,7 +490,7 @@ def stage_install(rows: dict[str, dict[str, Path]], assets: Path, r: Recipe) -> 
     from edgekit.core.artifact import atomic_write_bytes, embed, flatbuffer_end, read_embedded
 
     assets.mkdir(parents=True, exist_ok=True)
-    for task in ("detect", "pose"):
+    for task in rows:
         data = rows[task]["student"].read_bytes()
         found = read_embedded(data)
         spec = replace(found.spec, name=f"edgekit_{task}_default")
@@ -486,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma list of {','.join(STAGES)}")  # fmt: skip
     ap.add_argument("--install-to", type=Path, default=ASSETS, help="where `install` copies to")
     ap.add_argument("--seed", type=int, default=0, help="seed of the compress runs")
+    ap.add_argument("--tasks", default=",".join(TASKS),
+                    help="which defaults the stages work on (detect, pose or both)")  # fmt: skip
     ap.add_argument("--zoo-epochs", type=int, default=None,
                     help="epochs of the zoo route (default: the imported route's)")  # fmt: skip
     args = ap.parse_args(argv)
@@ -498,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.zoo_epochs:
         r = replace(r, zoo_epochs=args.zoo_epochs)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if not tasks or set(tasks) - set(TASKS):
+        print(f"train_default_models: --tasks takes {','.join(TASKS)}", file=sys.stderr)
+        return 2
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         print(f"train_default_models: unknown stage(s) {unknown}; known: {STAGES}", file=sys.stderr)
@@ -508,23 +541,23 @@ def main(argv: list[str] | None = None) -> int:
     paths = stage_data(data, out, r)
     # the students' recipes name the imported teachers, also when a later stage only reads them
     teachers = stage_import(data, out, r) if set(stages) - {"data", "zoo"} else {}
-    rows: dict[str, dict[str, Path]] = {
-        "detect": {"teacher": data / DET_TEACHER},
-        "pose": {"teacher": data / POSE_TEACHER},
-    }
+    teacher_of = {"detect": data / DET_TEACHER, "pose": data / POSE_TEACHER}
+    rows: dict[str, dict[str, Path]] = {task: {"teacher": teacher_of[task]} for task in tasks}
     timings = {}
     for task, fn in (("detect", stage_detect), ("pose", stage_pose)):
+        if task not in tasks:
+            continue
         if task in stages or {"evaluate", "video", "install"} & set(stages):
             t = time.perf_counter()
             rows[task]["student"] = fn(data, out, r, paths, teachers)
             timings[task] = time.perf_counter() - t
     if "zoo" in stages or ("evaluate" in stages and (out / "zoo").is_dir()):
-        for task, path in stage_zoo(data, out, r, paths).items():
+        for task, path in stage_zoo(data, out, r, paths, tasks).items():
             rows[task]["zoo"] = path
     if "evaluate" in stages:
         report = stage_evaluate(data, out, r, rows)
         print(json.dumps(report["targets"], indent=2))
-    if "video" in stages:
+    if "video" in stages and "detect" in tasks:
         stage_video(data, out, r, rows["detect"]["teacher"], rows["detect"]["student"])
     if "install" in stages:
         stage_install(rows, args.install_to, r)
