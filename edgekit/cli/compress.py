@@ -1,4 +1,4 @@
-"""``edgekit compress``: distill, prune, quantize a classifier; one report of every stage."""
+"""``edgekit compress``: distill, prune, quantize a classifier, detector or pose model; one report of every stage."""
 
 from __future__ import annotations
 
@@ -114,10 +114,11 @@ import click
     help="Detectors: weight of the SSD teacher's per-anchor soft targets (distill stage) [1].",
 )
 def compress(recipe, videos, **options) -> None:
-    """Compress a classifier or a detector stage by stage and report each stage.
+    """Compress a classifier, a detector or a pose model stage by stage and report each stage.
 
     Every stage is exported (.tflite with the spec embedded; detectors with NMS inside),
-    evaluated on the held-back split through `edgekit eval` (top-1, or AP50 for detectors),
+    evaluated on the held-back split through `edgekit eval` (top-1, AP50 for detectors,
+    PCK@0.1 for pose models),
     sized (bytes, gzip bytes), and timed through `edgekit bench`. A detection teacher is
     measured first on the same split and bench. Writes OUT/report.md, report.json and
     report.png (accuracy vs latency vs size).
@@ -125,7 +126,9 @@ def compress(recipe, videos, **options) -> None:
     A detector student can be the teacher itself brought in by `edgekit import`: its classes
     are cut to --classes, its input set by --input-size, structured:R thins it, and the
     distill stage trains it on the labels plus the teacher's per-anchor soft targets at
-    --temperature (a teacher .tflite is imported for that on the fly).
+    --temperature (a teacher .tflite is imported for that on the fly). A pose student (e.g.
+    MoveNet brought in by `edgekit import`) learns from the pose teacher's keypoints on the
+    person crops of a detection dataset (--data, --val-data).
 
     \b
     Examples:
@@ -139,6 +142,10 @@ def compress(recipe, videos, **options) -> None:
       edgekit compress --student teacher.keras --teacher ssd_teacher.tflite \\
           --data people/train.yaml --val-data people/valid.yaml --classes person \\
           --no-teacher-boxes --input-size 224 --recipe distill,int8,structured:0.25,int8
+      edgekit import movenet_lightning.tflite -o pose.keras
+      edgekit compress --student pose.keras --teacher movenet_lightning.tflite \\
+          --data people/train.yaml --val-data people/valid.yaml --input-size 128 \\
+          --recipe distill,int8
       edgekit compress --recipe recipe.yaml     (stages: [...] plus any option above)
     """
     from edgekit.compress.recipes import CompressConfig, load_recipe, parse_recipe, run_recipe

@@ -197,7 +197,8 @@ def _meets_keypoint_peaks(graph: TFLiteGraph, start: int, heat: int) -> bool | N
 
 def _movenet_cut(graph: TFLiteGraph) -> list[int] | None:
     """The four head tensors (centre, regression, heatmaps, offsets) under a MoveNet decode:
-    Google's (ARG_MAX + GATHER_ND) or edgekit's own (ARG_MAX + ONE_HOT + SUM)."""
+    Google's (ARG_MAX + GATHER_ND) or edgekit's own (ARG_MAX + GATHER; before 2026-12 ARG_MAX +
+    ONE_HOT + SUM)."""
     sub = graph.main
     outs = [sub.tensors[i].shape for i in sub.outputs]
     if len(outs) != 1 or len(outs[0]) != 4 or outs[0][:2] != (1, 1) or outs[0][3] != 3:
