@@ -160,3 +160,31 @@ def test_reproduce_script_quick_mode(tmp_path):
         m = Model.load(tmp_path / "assets" / f"{task}_default.tflite", threads=1)
         assert m.spec.task == task and m.spec.name == f"edgekit_{task}_default"
     assert (tmp_path / "detect" / "report.md").is_file()
+
+    # one default alone (--tasks): its finished stages are reused, only its rows are scored
+    script = str(ROOT / "tools" / "train_default_models.py")
+    again = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--quick",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path),
+            "--tasks",
+            "pose",
+            "--stages",
+            "evaluate",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "compress:" not in again.stdout  # nothing retrained
+    pose_only = json.loads((tmp_path / "report.json").read_text())
+    assert set(pose_only["rows"]) == {f"pose/{w}" for w in ("teacher", "student", "zoo")}
+    assert set(pose_only["targets"]) >= {"pose_invoke_ok (<= 0.5)"}
+    assert not any(key.startswith("detect") for key in pose_only["targets"])
