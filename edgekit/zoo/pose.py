@@ -96,9 +96,13 @@ class MoveNetDecode(keras.layers.Layer):
         hm = ops.reshape(heatmaps, (-1, hw, k))
         dist = ops.sqrt(ops.square(ys[None, :, None] - ky) + ops.square(xs[None, :, None] - kx))
         k_idx = argmax(hm / (dist + KEYPOINT_DISTANCE_BIAS), axis=1)  # (B, K)
-        # keypoint j's cell in the (HW * K) flattening of the heatmaps and offsets
+        # keypoint j's cell in the (HW * K) flattening of the offsets
         flat_idx = k_idx * k + ops.convert_to_tensor(np.arange(k, dtype=np.int32)[None])
-        score = take_rows(ops.reshape(heatmaps, (-1, hw * k)), flat_idx)  # (B, K)
+        # score: keypoint j's own heatmap at its cell, the diagonal of the (B, K, K) rows at the
+        # K cells. (Not a gather from a flattened copy: a second reader of the heatmaps' sigmoid
+        # makes the int8 converter round it to 1/256 steps before the argmax.)
+        eye = ops.convert_to_tensor(np.eye(k, dtype=np.float32)[None])
+        score = ops.sum(take_rows(hm, k_idx) * eye, axis=-1)  # (B, K)
         off = take_rows(ops.reshape(offsets, (-1, hw * k, 2)), flat_idx)  # (B, K, 2)
         y = ops.clip((ops.take(ys, k_idx) + off[:, :, 0]) / float(gh), 0.0, 1.0)
         x = ops.clip((ops.take(xs, k_idx) + off[:, :, 1]) / float(gw), 0.0, 1.0)

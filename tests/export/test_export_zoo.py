@@ -17,6 +17,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from edgekit.core.flatbuffer import read_tflite_file  # noqa: E402
 from edgekit.data.images import read_rgb  # noqa: E402
 from edgekit.export.edgetpu import summarize  # noqa: E402
 from edgekit.export.tflite import ExportConfig, export_model  # noqa: E402
@@ -116,6 +117,11 @@ def test_zoo_model_exports_to_int8_and_runs(name, tmp_path):
         assert len(pred.classes) >= 1 and pred.classes[0].label.startswith("class")
     elif entry.task == "pose":
         assert len(pred.poses) == 1 and len(pred.poses[0].keypoints) == 17
+        # the float decode tail is not rounded anywhere: the only QUANTIZE is the input's (a
+        # sigmoid read twice used to be rounded to 1/256 steps before the keypoint argmax)
+        graph = read_tflite_file(result.path).main
+        quantize = [op for op in graph.operators if op.op == "QUANTIZE"]
+        assert [op.inputs[0] for op in quantize] == list(graph.inputs)
     else:
         assert isinstance(pred.detections, tuple)
 
