@@ -113,6 +113,12 @@ def test_detection_distill_structured_int8_next_to_the_teacher(tmp_path, people)
     rows = run_recipe(again, log=logs.append)
     assert [r.stage for r in rows] == ["teacher", "input", "int8"]
     assert rows[1].params == distill.params and rows[1].accuracy == pytest.approx(distill.accuracy)
+    # or the checkpoint itself is the student: trained already, so it may start with int8
+    student = str(cfg.out / "01_distill.keras")
+    alone = run_recipe(_config(tmp_path, people, "int8", student=student, out=tmp_path / "c"))
+    assert [r.stage for r in alone] == ["teacher", "input", "int8"]
+    assert alone[1].accuracy == pytest.approx(distill.accuracy)
+    assert alone[2].accuracy == pytest.approx(rows[2].accuracy, abs=0.05)
 
 
 def test_imported_teacher_as_student_gets_soft_targets(tmp_path, people):

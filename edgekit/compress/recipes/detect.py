@@ -80,14 +80,15 @@ def run_detection_recipe(
             "detectors (magnitude pruning and QAT need TFMOT's tf-keras twin, built for "
             f"classifiers only); detector stages: {', '.join(DETECT_STAGES)}"
         )
-    trains = ("train", "distill")
-    if config.stages[0].name not in trains and config.init is None:
-        raise UsageError(
-            f"{config.student} is untrained: start the recipe with train or distill, or pass "
-            "--init CHECKPOINT.keras"
-        )
     from edgekit.zoo.checkpoint import CheckpointEntry
 
+    trains = ("train", "distill")
+    fresh = not isinstance(entry, CheckpointEntry) and config.init is None  # a zoo build
+    if fresh and config.stages[0].name not in trains:
+        raise UsageError(
+            f"{config.student} is untrained: start the recipe with train or distill, or pass "
+            "--init CHECKPOINT.keras (a .keras checkpoint student may start with any stage)"
+        )
     if isinstance(entry, CheckpointEntry):  # built as saved: no width multiplier
         config = replace(config, width=None)
     pose = entry.task == "pose"
@@ -129,7 +130,7 @@ def run_detection_recipe(
             )
     if teacher and not pose:
         state.soft_teacher = _soft_teacher(config, entry, log)
-    if config.init is not None and config.stages[0].name not in trains:
+    if not fresh and config.stages[0].name not in trains:  # a trained input: measured first
         with stage_guard(config, "input", results, log):
             state.model, state.spec = _from_init(config, entry, classes)
             state.data_yaml = _train_data(config, pose, labelled, train_split, classes, log)
@@ -327,11 +328,14 @@ def _soft_teacher(config: Any, entry: Any, log: Callable[[str], None]) -> Path |
 
 
 def _from_init(config: Any, entry: Any, classes: tuple[str, ...]) -> tuple[Any, Any]:
+    """The student built at the recipe's size and classes: a checkpoint with its own weights,
+    then ``--init``'s where given."""
     from edgekit.train.fit import init_from
 
     size = (config.input_size, config.input_size)
     model = entry.create(len(classes), size, config.width, labels=classes)
-    init_from(model, Path(config.init))
+    if config.init is not None:
+        init_from(model, Path(config.init))
     return model, entry.spec(size, labels=classes)
 
 
