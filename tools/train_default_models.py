@@ -295,12 +295,8 @@ def stage_zoo(
     data: Path, out: Path, r: Recipe, paths: dict, tasks: tuple[str, ...] = TASKS
 ) -> dict[str, Path]:
     """The from-scratch route on the same data and epochs: ImageNet-initialised zoo students."""
-    routes: dict[str, Path] = {}
-    if "detect" in tasks:
-        routes["detect"] = _zoo_detect(data, out, r, paths)
-    if "pose" in tasks:
-        routes["pose"] = _zoo_pose(data, out, r, paths)
-    return routes
+    routes = (("detect", _zoo_detect), ("pose", _zoo_pose))
+    return {task: route(data, out, r, paths) for task, route in routes if task in tasks}
 
 
 def _zoo_detect(data: Path, out: Path, r: Recipe, paths: dict) -> Path:
